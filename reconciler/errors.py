@@ -1,0 +1,86 @@
+"""The error vocabulary of fleetgate.
+
+Every error a user can cause or meet is a :class:`FleetgateError`. Its subclass says
+what happens next, so the agent loop and the command line never inspect messages:
+
+- :class:`ManifestError` — the fleet repository is wrong; stall until a new revision.
+- :class:`UsageError` — the command line or agent configuration is wrong; exit 2.
+- :class:`SourceError` — Git/bundle source unreachable or refused; retry with backoff.
+- :class:`EngineError` — the Docker engine failed; retry with backoff.
+- :class:`ImageUnavailable` — a pull failed; nothing running is stopped.
+- :class:`HealthError` — a service did not become healthy; roll back.
+
+Adapters translate foreign exceptions at the border (``raise EngineError(...) from e``)
+so that no ``docker`` or ``git`` exception type leaks into the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Finding:
+    """One problem in the fleet repository, printed as ``path:line: message``.
+
+    ``path`` is relative to the repository root (POSIX separators). ``line`` is
+    1-based, or ``None`` when the problem has no single line (a missing file).
+    """
+
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.message}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"path": self.path, "line": self.line, "message": self.message}
+
+
+class FleetgateError(Exception):
+    """Root of every error fleetgate raises on purpose; ``str()`` is one user-facing line."""
+
+
+class UsageError(FleetgateError):
+    """Bad command line or agent configuration (exit code 2)."""
+
+
+class ManifestError(FleetgateError):
+    """The fleet repository (or one file of it) is invalid; carries every finding."""
+
+    def __init__(self, findings: Iterable[Finding]) -> None:
+        self.findings: tuple[Finding, ...] = tuple(sorted(findings))
+        first = str(self.findings[0]) if self.findings else "invalid fleet repository"
+        more = len(self.findings) - 1
+        super().__init__(first if more <= 0 else f"{first} (and {more} more)")
+
+
+class SourceError(FleetgateError):
+    """The Git repository or bundle could not be read or was refused; retry later."""
+
+
+class SignatureError(SourceError):
+    """A commit or bundle is unsigned or signed by a key that is not allowed."""
+
+
+class EngineError(FleetgateError):
+    """The Docker engine refused or failed an operation; retry with backoff."""
+
+
+class ImageUnavailable(EngineError):
+    """An image could not be pulled; the running version stays."""
+
+    def __init__(self, image: str, reason: str) -> None:
+        self.image = image
+        super().__init__(f"image {image} could not be pulled: {reason}")
+
+
+class NameConflict(EngineError):
+    """A container name fleetgate needs is held by a container it does not own."""
+
+
+class HealthError(FleetgateError):
+    """Services did not become healthy within the timeout; the pass rolls back."""

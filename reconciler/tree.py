@@ -1,0 +1,108 @@
+"""Read-only access to the files of one revision of the fleet repository.
+
+Every read of a repository file goes through :class:`RepoTree`, which guarantees
+that nothing outside the repository root is ever opened: ``..`` segments,
+absolute paths and symlinks that resolve outside the root are refused. The
+source adapter hands the pipeline a checked-out directory; tests use any
+directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+PathKind = Literal["file", "dir", "missing", "outside"]
+"""``outside``: the path escapes the root (``..``, absolute, or a symlink leading out)."""
+
+
+class TreeEscape(Exception):
+    """Internal: a path would leave the repository root."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepoTree:
+    root: Path
+
+    def normalize(self, relpath: str, base: str = "") -> str | None:
+        """Join ``relpath`` onto the repository-relative ``base`` folder; ``None`` if it escapes."""
+        if relpath.startswith("/") or relpath.startswith("\\"):
+            return None
+        joined = (
+            posixpath.normpath(posixpath.join(base, relpath))
+            if base
+            else posixpath.normpath(relpath)
+        )
+        if joined == ".." or joined.startswith("../") or joined.startswith("/"):
+            return None
+        return "" if joined == "." else joined
+
+    def _real(self, relpath: str) -> Path:
+        root = self.root.resolve()
+        candidate = (root / relpath).resolve()
+        if candidate != root and root not in candidate.parents:
+            raise TreeEscape(relpath)
+        return candidate
+
+    def kind(self, relpath: str) -> PathKind:
+        """What ``relpath`` (already normalized, repository-relative) is."""
+        try:
+            real = self._real(relpath)
+        except TreeEscape:
+            return "outside"
+        # A symlink inside the tree pointing elsewhere inside the tree is fine.
+        if real.is_dir():
+            return "dir"
+        if real.is_file():
+            return "file"
+        return "missing"
+
+    def read_bytes(self, relpath: str) -> bytes:
+        """The content of a file inside the tree; raises ``TreeEscape`` / ``OSError``."""
+        return self._real(relpath).read_bytes()
+
+    def size(self, relpath: str) -> int:
+        return self._real(relpath).stat().st_size
+
+    def list_dir(self, relpath: str) -> list[str]:
+        """Sorted entry names of a directory (empty when missing)."""
+        try:
+            real = self._real(relpath)
+        except TreeEscape:
+            return []
+        if not real.is_dir():
+            return []
+        return sorted(p.name for p in real.iterdir())
+
+    def files_under(self, relpath: str) -> list[str]:
+        """Every file below a directory, as sorted repository-relative paths.
+
+        Entries that escape the root (symlinks leading out) are included so the
+        caller can report them; ``kind`` tells them apart.
+        """
+        out: list[str] = []
+        for name in self.list_dir(relpath):
+            child = f"{relpath}/{name}" if relpath else name
+            if name == ".git":
+                continue
+            kind = self.kind(child)
+            if kind == "dir":
+                out.extend(self.files_under(child))
+            else:
+                out.append(child)
+        return out
+
+    def digest(self, relpath: str) -> str:
+        """``sha256:<hex>`` of a file, or of a directory (paths and contents, sorted)."""
+        h = hashlib.sha256()
+        if self.kind(relpath) == "dir":
+            for child in self.files_under(relpath):
+                rel = child[len(relpath) + 1 :]
+                h.update(rel.encode() + b"\0")
+                h.update(hashlib.sha256(self.read_bytes(child)).digest())
+        else:
+            h.update(self.read_bytes(relpath))
+        return "sha256:" + h.hexdigest()
