@@ -222,7 +222,8 @@ def line_at(document: Any, path: Sequence[str | int]) -> int | None:
     line: int | None = getattr(document, "line", None)
     node = document
     for part in path:
-        if isinstance(node, LineDict) and isinstance(part, str) and part in node:
+        # Two branches, not one `or`: mypy narrows the index type per container kind.
+        if isinstance(node, LineDict) and isinstance(part, str) and part in node:  # noqa: SIM114
             line = node.line_of(part)
             node = node[part]
         elif isinstance(node, LineList) and isinstance(part, int) and 0 <= part < len(node):
