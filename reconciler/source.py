@@ -1,0 +1,540 @@
+"""The Git source adapter: turn ``--repo`` (a path or a Git URL) into a directory and a revision.
+
+This is the only module that imports ``git`` (GitPython). It hands the pipeline a
+plain directory of files (read through :class:`reconciler.tree.RepoTree`) and the
+full 40-hex commit SHA it came from. Contracts:
+
+- A **local path** is used as it is (the working tree, uncommitted edits included);
+  its revision is ``HEAD`` of the enclosing Git repository, or ``None`` outside one.
+  With an explicit ``ref`` the committed tree of that revision is materialized instead.
+- A **URL** (``file://``, ``git://``, ``http(s)://``, ``ssh://``, scp-like
+  ``user@host:path``) is fetched into a bare mirror under
+  ``<cache_dir>/mirrors/<hash>.git`` (keyed by the URL *without* credentials), the ref
+  (default: the remote ``HEAD``) is resolved to a full SHA, and that revision is
+  materialized read-only in ``<cache_dir>/checkouts/<sha>``. The mirror keeps full
+  history on purpose: the agent must be able to return to its last good revision
+  without the network, and a fleet repository is small.
+- A full SHA that is already in the mirror is served without touching the network.
+- Every git process is killed after ``timeout`` seconds (GitPython's
+  ``kill_after_timeout``); it never prompts (``GIT_TERMINAL_PROMPT=0``, ssh ``BatchMode``).
+- Credentials in a URL (``https://user:token@host``) are never written to disk nor put
+  on a command line: they reach git through the environment and an inline credential
+  helper. Every message is redacted to ``https://***@host``.
+- Every failure is a one-line :class:`SourceError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+import git
+
+from reconciler.errors import SourceError
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_SCHEME_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?:(?P<userinfo>[^@/]*)@)?")
+_SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]+:(?!//)")
+_USERINFO_ANYWHERE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^@/\s'\"]+@")
+
+_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || exit 0; printf "username=%s\\npassword=%s\\n" '
+    '"$FLEETGATE_GIT_USERNAME" "$FLEETGATE_GIT_PASSWORD"; }; f'
+)
+"""Hands the URL's credentials (from the environment) to git without argv or disk."""
+
+_LOCK_POLL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    """One revision of the fleet repository as a directory.
+
+    ``root`` is the directory the manifests are read from. ``revision`` is the full
+    40-hex commit SHA, or ``None`` for a local directory outside Git. ``dirty`` is true
+    when ``root`` is a local working tree whose files differ from ``revision``.
+    ``url`` is the redacted source URL (``None`` for a local path).
+    """
+
+    root: Path
+    revision: str | None
+    dirty: bool = False
+    url: str | None = None
+
+
+# ------------------------------------------------------------------------- URLs
+
+
+def is_url(repo: str) -> bool:
+    """Whether ``repo`` names a remote (any ``scheme://`` or scp-like ``host:path``).
+
+    Follows git's own rule: a colon before the first slash makes ``host:path``.
+    """
+    return bool(_SCHEME_URL.match(repo)) or bool(_SCP_LIKE.match(repo))
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***``.
+
+    ``https://user:token@host/x`` becomes ``https://***@host/x``. A plain ssh user
+    (``ssh://git@host``) is not a secret and stays; ``ssh://git:pw@host`` is redacted.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        scheme = match.group("scheme")
+        userinfo = match.group(0)[len(scheme) : -1]
+        if scheme.lower() in ("ssh://", "git+ssh://", "ssh+git://") and ":" not in userinfo:
+            return match.group(0)
+        return f"{scheme}***@"
+
+    return _USERINFO_ANYWHERE.sub(replace, text)
+
+
+def _split_credentials(url: str) -> tuple[str, Mapping[str, str]]:
+    """The URL without http(s) credentials, and the environment that carries them."""
+    match = _SCHEME_URL.match(url)
+    if not match or match.group("userinfo") is None:
+        return url, {}
+    scheme = match.group("scheme").lower()
+    if scheme not in ("http", "https"):
+        return url, {}
+    username, _, password = match.group("userinfo").partition(":")
+    bare = f"{match.group('scheme')}://{url[match.end() :]}"
+    return bare, {
+        "FLEETGATE_GIT_USERNAME": unquote(username),
+        "FLEETGATE_GIT_PASSWORD": unquote(password),
+    }
+
+
+def cache_key(url: str) -> str:
+    """The mirror directory name for ``url``: a hash of the URL without credentials."""
+    stripped = redact(_split_credentials(url)[0]).rstrip("/")
+    if stripped.endswith(".git"):
+        stripped = stripped[: -len(".git")]
+    return hashlib.sha256(stripped.encode()).hexdigest()[:24]
+
+
+# --------------------------------------------------------------------- running git
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    status: int
+    stdout: str
+    stderr: str
+    timed_out: bool
+
+
+def _environment(extra: Mapping[str, str], timeout: float) -> dict[str, str]:
+    env = {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "",
+        "SSH_ASKPASS": "",
+        "GIT_SSH_COMMAND": (
+            f"ssh -o BatchMode=yes -o ConnectTimeout={max(1, int(timeout))} "
+            "-o StrictHostKeyChecking=accept-new"
+        ),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "FLEETGATE_GIT_USERNAME": "",
+        "FLEETGATE_GIT_PASSWORD": "",
+    }
+    env.update(extra)
+    return env
+
+
+def _run(
+    args: Sequence[str],
+    *,
+    cwd: Path | None,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    git_dir: Path | None = None,
+) -> _Result:
+    """Run one git command, killed after ``timeout`` seconds; never raises on failure."""
+    extra = dict(env or {})
+    if git_dir is not None:
+        extra["GIT_DIR"] = str(git_dir)
+    command = [
+        "git",
+        "-c",
+        "credential.helper=",
+        "-c",
+        f"credential.helper={_CREDENTIAL_HELPER}",
+        "-c",
+        "http.lowSpeedLimit=1",
+        "-c",
+        f"http.lowSpeedTime={max(1, int(timeout))}",
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-c",
+        "protocol.ext.allow=never",
+        *args,
+    ]
+    started = time.monotonic()
+    try:
+        status, out, err = git.Git(str(cwd) if cwd else None).execute(
+            command,
+            with_extended_output=True,
+            with_exceptions=False,
+            kill_after_timeout=timeout,
+            env=_environment(extra, timeout),
+        )
+    except git.GitCommandNotFound:
+        raise SourceError(
+            "git is not installed; install it (Debian: apt-get install git)"
+        ) from None
+    elapsed = time.monotonic() - started
+    err_text = err if isinstance(err, str) else bytes(err or b"").decode("utf-8", "replace")
+    out_text = out if isinstance(out, str) else bytes(out or b"").decode("utf-8", "replace")
+    timed_out = status != 0 and (err_text.startswith("Timeout:") or elapsed >= timeout)
+    return _Result(int(status or 0), out_text, err_text, timed_out)
+
+
+_BOILERPLATE = (
+    "fatal: could not read from remote repository.",
+    "please make sure you have the correct access rights",
+    "and the repository exists.",
+)
+
+
+def _reason(result: _Result, timeout: float) -> str:
+    """The one line of git's complaint that tells the user what went wrong.
+
+    Skips git's generic trailer ("Could not read from remote repository ...") in
+    favour of the specific line before it, and joins a ``fatal: ...:`` line with
+    the detail git prints on the next line.
+    """
+    if result.timed_out:
+        return f"timed out after {timeout:g}s"
+    lines = [
+        line.strip()
+        for line in result.stderr.splitlines()
+        if line.strip() and line.strip().lower() not in _BOILERPLATE
+    ]
+    for i, line in enumerate(lines):
+        head, _, rest = line.partition(":")
+        if head.lower() in ("fatal", "error"):
+            text = rest.strip()
+            if text.endswith(":") and i + 1 < len(lines):
+                text = f"{text} {lines[i + 1]}"
+            return redact(text)
+    return redact(lines[-1]) if lines else f"git exited with status {result.status}"
+
+
+def _check(result: _Result, what: str, timeout: float) -> str:
+    if result.status != 0:
+        raise SourceError(f"{what}: {_reason(result, timeout)}")
+    return result.stdout
+
+
+# --------------------------------------------------------------------- remote refs
+
+
+def _parse_ls_remote(output: str) -> tuple[dict[str, str], str | None]:
+    """``ls-remote --symref`` output as (ref -> sha, peeled tags included) and HEAD's target."""
+    refs: dict[str, str] = {}
+    head_target: str | None = None
+    for line in output.splitlines():
+        if line.startswith("ref: "):
+            target, _, name = line[len("ref: ") :].partition("\t")
+            if name == "HEAD":
+                head_target = target
+            continue
+        sha, _, name = line.partition("\t")
+        if _SHA.match(sha) and name:
+            refs[name] = sha
+    return refs, head_target
+
+
+def _pick(refs: Mapping[str, str], ref: str | None, head_target: str | None) -> str | None:
+    """The commit SHA ``ref`` names in ``refs`` (tags peeled), or ``None``."""
+    if ref is None:
+        if "HEAD" in refs:
+            return refs["HEAD"]
+        return refs.get(head_target) if head_target else None
+    for name in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
+        if name.startswith("refs/tags/") and f"{name}^{{}}" in refs:
+            return refs[f"{name}^{{}}"]
+        if name in refs:
+            return refs[name]
+    return None
+
+
+def remote_head(url: str, ref: str | None = None, timeout: float = 30.0) -> str:
+    """The full SHA ``ref`` (default: the remote ``HEAD``) points to now, via ``ls-remote``.
+
+    Cheap ("did the ref move?"): no objects are transferred. A full 40-hex ``ref`` is
+    returned as it is.
+    """
+    if ref is not None and _SHA.match(ref):
+        return ref
+    shown = redact(url)
+    bare, env = _split_credentials(url)
+    result = _run(["ls-remote", "--symref", "--", bare], cwd=None, timeout=timeout, env=env)
+    refs, head_target = _parse_ls_remote(_check(result, f"cannot list refs of {shown}", timeout))
+    sha = _pick(refs, ref, head_target)
+    if sha is None:
+        wanted = "HEAD (is the repository empty?)" if ref is None else repr(ref)
+        raise SourceError(f"{shown} has no ref {wanted}")
+    return sha
+
+
+# --------------------------------------------------------------------- the source
+
+
+def open_source(
+    repo: str, cache_dir: Path, ref: str | None = None, timeout: float = 60.0
+) -> Checkout:
+    """Resolve ``repo`` at ``ref`` to a directory of files and a full commit SHA.
+
+    See the module docstring for the contract of local paths and URLs. ``cache_dir``
+    holds mirrors and checkouts; it is created when missing and may be shared by
+    several processes (each mirror is locked while it is fetched).
+    """
+    if is_url(repo):
+        return _open_url(repo, cache_dir, ref, timeout)
+    return _open_path(Path(repo), cache_dir, ref, timeout)
+
+
+def _open_path(path: Path, cache_dir: Path, ref: str | None, timeout: float) -> Checkout:
+    if not path.is_dir():
+        raise SourceError(f"repository {path} is not a directory")
+    probe = _run(["rev-parse", "--show-toplevel", "--show-prefix"], cwd=path, timeout=timeout)
+    if probe.status != 0:
+        if ref is not None:
+            raise SourceError(f"repository {path} is not a Git repository; cannot check out {ref}")
+        return Checkout(root=path, revision=None)
+    prefix = (probe.stdout.splitlines()[1:2] or [""])[0].strip().rstrip("/")
+    if ref is None:
+        head = _run(
+            ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd=path, timeout=timeout
+        )
+        if head.status != 0:
+            return Checkout(root=path, revision=None, dirty=True)
+        status = _run(
+            ["status", "--porcelain", "--untracked-files=normal", "--", "."],
+            cwd=path,
+            timeout=timeout,
+        )
+        dirty = status.status != 0 or bool(status.stdout.strip())
+        return Checkout(root=path, revision=head.stdout.strip(), dirty=dirty)
+    sha = _resolve_local(path, ref, timeout, shown=str(path))
+    git_dir = Path(
+        _check(
+            _run(["rev-parse", "--absolute-git-dir"], cwd=path, timeout=timeout),
+            f"cannot read {path}",
+            timeout,
+        ).strip()
+    )
+    root = _materialize(git_dir, sha, cache_dir, timeout, shown=str(path))
+    return Checkout(root=root / prefix if prefix else root, revision=sha)
+
+
+def _open_url(url: str, cache_dir: Path, ref: str | None, timeout: float) -> Checkout:
+    shown = redact(url)
+    mirror = cache_dir / "mirrors" / f"{cache_key(url)}.git"
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(mirror.with_suffix(".lock"), timeout, shown):
+        if not (mirror / "HEAD").is_file():
+            _init_mirror(mirror, shown, timeout)
+        sha = _have_commit(mirror, ref, timeout) if ref is not None and _SHA.match(ref) else None
+        if sha is None:
+            _fetch(mirror, url, shown, timeout)
+            sha = _resolve_local(mirror, ref or "refs/fleetgate/HEAD", timeout, shown=shown)
+        root = _materialize(mirror, sha, cache_dir, timeout, shown=shown)
+    return Checkout(root=root, revision=sha, url=shown)
+
+
+def _init_mirror(mirror: Path, shown: str, timeout: float) -> None:
+    """Create the bare mirror in a temporary directory, then move it into place."""
+    tmp = Path(tempfile.mkdtemp(dir=mirror.parent, prefix=".init-"))
+    try:
+        _check(
+            _run(["init", "--bare", "--quiet", str(tmp)], cwd=None, timeout=timeout),
+            f"cannot create a mirror of {shown}",
+            timeout,
+        )
+        (tmp / "fleetgate-url").write_text(shown + "\n", encoding="utf-8")
+        shutil.rmtree(mirror, ignore_errors=True)
+        tmp.rename(mirror)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fetch(mirror: Path, url: str, shown: str, timeout: float) -> None:
+    bare, env = _split_credentials(url)
+    result = _run(
+        [
+            "fetch",
+            "--quiet",
+            "--prune",
+            "--force",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--",
+            bare,
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
+            "+HEAD:refs/fleetgate/HEAD",
+        ],
+        cwd=None,
+        git_dir=mirror,
+        timeout=timeout,
+        env=env,
+    )
+    if result.status != 0 and "couldn't find remote ref HEAD" in result.stderr:
+        raise SourceError(f"cannot fetch {shown}: the repository has no commits (no HEAD)")
+    _check(result, f"cannot fetch {shown}", timeout)
+
+
+def _have_commit(git_dir: Path, sha: str, timeout: float) -> str | None:
+    found = _run(
+        ["cat-file", "-e", f"{sha}^{{commit}}"], cwd=None, git_dir=git_dir, timeout=timeout
+    )
+    return sha if found.status == 0 else None
+
+
+def _resolve_local(repo: Path, ref: str, timeout: float, shown: str) -> str:
+    """The full SHA of the commit ``ref`` names in a local repository (branch, tag, SHA)."""
+    in_bare = (repo / "HEAD").is_file() and not (repo / ".git").exists()
+    for candidate in (f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
+        result = _run(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{candidate}^{{commit}}"],
+            cwd=None if in_bare else repo,
+            git_dir=repo if in_bare else None,
+            timeout=timeout,
+        )
+        if result.timed_out:
+            raise SourceError(f"cannot resolve {ref} in {shown}: timed out after {timeout:g}s")
+        sha = result.stdout.strip()
+        if result.status == 0 and _SHA.match(sha):
+            return sha
+    if ref == "refs/fleetgate/HEAD":
+        raise SourceError(f"{shown} has no HEAD (is the repository empty?)")
+    raise SourceError(f"{shown} has no branch, tag or commit {ref!r}")
+
+
+def _materialize(git_dir: Path, sha: str, cache_dir: Path, timeout: float, shown: str) -> Path:
+    """The files of commit ``sha`` in ``<cache_dir>/checkouts/<sha>``, made read-only.
+
+    Content-addressed and written through a temporary directory renamed into place,
+    so a crash never leaves a half checkout under the final name and a finished one
+    is reused as it is. ``git checkout-index`` writes symlinks as symlinks and never
+    through them; :class:`RepoTree` refuses those that lead out of the tree.
+    """
+    final = cache_dir / "checkouts" / sha
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{sha[:12]}-"))
+    index = tmp.with_name(tmp.name + ".index")
+    try:
+        tree = tmp / "tree"
+        tree.mkdir()
+        env = {"GIT_INDEX_FILE": str(index), "GIT_WORK_TREE": str(tree)}
+        what = f"cannot check out {sha} of {shown}"
+        _check(
+            _run(["read-tree", sha], cwd=tree, git_dir=git_dir, env=env, timeout=timeout),
+            what,
+            timeout,
+        )
+        _check(
+            _run(
+                ["checkout-index", "--all", "--force"],
+                cwd=tree,
+                git_dir=git_dir,
+                env=env,
+                timeout=timeout,
+            ),
+            what,
+            timeout,
+        )
+        _make_read_only(tree)
+        try:
+            tree.rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise
+    except OSError as e:
+        raise SourceError(f"cannot check out {sha} of {shown}: {e.strerror}") from None
+    finally:
+        index.unlink(missing_ok=True)
+        _remove_tree(tmp)
+    return final
+
+
+def _make_read_only(root: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        for name in dirnames:
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                p.chmod(0o555)
+    root.chmod(0o555)
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a (possibly read-only) directory tree; missing is fine."""
+    if not path.exists():
+        return
+    for dirpath, dirnames, _ in os.walk(path):
+        for name in dirnames:
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                p.chmod(0o755)
+    path.chmod(0o755)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def prune_checkouts(cache_dir: Path, keep: set[str]) -> tuple[str, ...]:
+    """Remove every materialized checkout whose SHA is not in ``keep``; return the removed.
+
+    The caller keeps at least the applied, desired and last good revisions.
+    """
+    removed: list[str] = []
+    folder = cache_dir / "checkouts"
+    if not folder.is_dir():
+        return ()
+    for entry in sorted(folder.iterdir()):
+        if entry.name in keep or not (_SHA.match(entry.name) or entry.name.startswith(".")):
+            continue
+        _remove_tree(entry)
+        if _SHA.match(entry.name):
+            removed.append(entry.name)
+    return tuple(removed)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path, timeout: float, shown: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (agent and CLI may share a cache)."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise SourceError(
+                        f"cannot fetch {shown}: its mirror is locked by another fleetgate "
+                        f"process for more than {timeout:g}s"
+                    ) from None
+                time.sleep(_LOCK_POLL)
+        yield
+    finally:
+        os.close(fd)
