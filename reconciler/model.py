@@ -284,6 +284,8 @@ class NetworkSpec:
     internal: bool = False
     labels: tuple[tuple[str, str], ...] = ()
     external: bool = False  # external networks are used, never created or removed
+    options: tuple[tuple[str, str], ...] = ()  # compose driver_opts, sorted
+    subnets: tuple[str, ...] = ()  # compose ipam.config[].subnet (needed for ipv4_address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +294,7 @@ class VolumeSpec:
     driver: str = "local"
     labels: tuple[tuple[str, str], ...] = ()
     external: bool = False
+    options: tuple[tuple[str, str], ...] = ()  # compose driver_opts, sorted
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,256 @@
+"""ServiceSpec -> Docker Engine API create parameters (pure; no Docker needed).
+
+The body follows ``POST /containers/create`` of Engine API 1.41 field for field, the
+way docker compose v2 (2.40) fills it on that API version, so a service created by
+fleetgate and by ``docker compose create`` inspect the same (``tests/parity``):
+
+- bind-like mounts (``config``/``data``/``host``/``lock``) and named ``volume`` mounts
+  go into ``HostConfig.Binds`` as ``source:target:ro|rw`` — compose's choice on API 1.41
+  for both short and long syntax; the engine creates a missing bind source directory,
+  as ``docker compose`` does;
+- ``secret`` mounts and ``tmpfs`` mounts go into ``HostConfig.Mounts``: a secret whose
+  file is missing must fail the create instead of being replaced by an empty directory;
+- ``NetworkMode`` is ``network_mode`` when set, else the *first* attached network
+  (render orders attachments as compose does: priority, then name); only that network is
+  in ``NetworkingConfig`` (API < 1.44 accepts one endpoint at create); the others are
+  connected after create, before start, see :func:`extra_network_attachments`;
+- every network endpoint gets the aliases ``container_name`` and ``service`` (compose's
+  service DNS name) followed by the declared aliases, without duplicates;
+- capabilities are spelled ``CAP_<NAME>`` as compose sends them;
+- ``Labels`` are the user labels plus the ``io.fleetgate.*`` ownership labels, which
+  always win over a user label of the same name.
+
+Secret *values* never pass through here: secrets are files mounted from the device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.model import (
+    LABEL_CONFIG_HASH,
+    LABEL_DEVICE,
+    LABEL_FIELD_HASHES,
+    LABEL_MANAGED,
+    LABEL_REVISION,
+    LABEL_SERVICE,
+    LABEL_STACK,
+    DeviceRequest,
+    Healthcheck,
+    Mount,
+    NetworkAttachment,
+    ServiceSpec,
+)
+
+NS_PER_SECOND = 1_000_000_000
+BIND_KINDS = frozenset({"config", "data", "host", "lock", "volume"})
+"""Mount kinds written as ``HostConfig.Binds`` (compose's form on API 1.41)."""
+
+
+def encode_field_hashes(field_hashes: tuple[tuple[str, str], ...]) -> str:
+    """``(("image", "1a2b"), ...)`` -> ``"image=1a2b,..."`` (the config-fields label)."""
+    return ",".join(f"{name}={digest}" for name, digest in field_hashes)
+
+
+def decode_field_hashes(text: str) -> tuple[tuple[str, str], ...]:
+    """Inverse of :func:`encode_field_hashes`; malformed parts are skipped."""
+    pairs = []
+    for part in text.split(","):
+        name, sep, digest = part.partition("=")
+        if sep and name:
+            pairs.append((name, digest))
+    return tuple(pairs)
+
+
+def ownership_labels(spec: ServiceSpec, revision: str) -> dict[str, str]:
+    """The ``io.fleetgate.*`` labels of a service container."""
+    return {
+        LABEL_MANAGED: "true",
+        LABEL_DEVICE: spec.device,
+        LABEL_STACK: spec.stack,
+        LABEL_SERVICE: spec.service,
+        LABEL_REVISION: revision,
+        LABEL_CONFIG_HASH: spec.config_hash,
+        LABEL_FIELD_HASHES: encode_field_hashes(spec.field_hashes),
+    }
+
+
+def restart_policy(restart: str) -> dict[str, Any]:
+    """``"on-failure:3"`` -> ``{"Name": "on-failure", "MaximumRetryCount": 3}``."""
+    name, _, count = restart.partition(":")
+    return {"Name": name, "MaximumRetryCount": int(count) if count else 0}
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * NS_PER_SECOND)
+
+
+def healthcheck_config(hc: Healthcheck) -> dict[str, Any]:
+    """Engine ``Healthcheck``: durations in nanoseconds; unset fields inherit the image's."""
+    out: dict[str, Any] = {"Test": list(hc.test)}
+    if hc.interval is not None:
+        out["Interval"] = _ns(hc.interval)
+    if hc.timeout is not None:
+        out["Timeout"] = _ns(hc.timeout)
+    if hc.start_period is not None:
+        out["StartPeriod"] = _ns(hc.start_period)
+    if hc.start_interval is not None:
+        out["StartInterval"] = _ns(hc.start_interval)  # ignored by engines < API 1.44
+    if hc.retries is not None:
+        out["Retries"] = hc.retries
+    return out
+
+
+def device_request(req: DeviceRequest) -> dict[str, Any]:
+    """Engine ``DeviceRequest`` (compose sends ``null`` for empty ids and options)."""
+    return {
+        "Driver": req.driver,
+        "Count": req.count,
+        "DeviceIDs": list(req.device_ids) or None,
+        "Capabilities": [list(caps) for caps in req.capabilities],
+        "Options": dict(req.options) or None,
+    }
+
+
+def capability(name: str) -> str:
+    """``NET_ADMIN`` -> ``CAP_NET_ADMIN`` (compose's normalization); ``ALL`` stays ``ALL``."""
+    upper = name.upper()
+    return upper if upper == "ALL" or upper.startswith("CAP_") else f"CAP_{upper}"
+
+
+def bind_entry(mount: Mount) -> str:
+    """``source:target:ro|rw`` for a bind-like or named-volume mount."""
+    return f"{mount.source}:{mount.target}:{'ro' if mount.read_only else 'rw'}"
+
+
+def mount_entry(mount: Mount) -> dict[str, Any]:
+    """``HostConfig.Mounts`` entry for ``tmpfs`` and ``secret`` mounts."""
+    if mount.kind == "tmpfs":
+        return {"Type": "tmpfs", "Target": mount.target, "ReadOnly": mount.read_only}
+    return {"Type": "bind", "Source": mount.source, "Target": mount.target, "ReadOnly": True}
+
+
+def endpoint_config(spec: ServiceSpec, attachment: NetworkAttachment) -> dict[str, Any]:
+    """``EndpointSettings`` of one network attachment (aliases as compose sets them)."""
+    aliases: list[str] = []
+    for alias in (spec.container_name, spec.service, *attachment.aliases):
+        if alias not in aliases:
+            aliases.append(alias)
+    out: dict[str, Any] = {"Aliases": aliases}
+    if attachment.ipv4_address:
+        out["IPAMConfig"] = {"IPv4Address": attachment.ipv4_address}
+    return out
+
+
+def network_mode(spec: ServiceSpec) -> str | None:
+    """``HostConfig.NetworkMode``: explicit mode, else the first attached network."""
+    if spec.network_mode:
+        return spec.network_mode
+    if spec.networks:
+        return spec.networks[0].network
+    return None
+
+
+def primary_attachment(spec: ServiceSpec) -> NetworkAttachment | None:
+    """The attachment named by ``NetworkMode`` (configured at create), if any."""
+    if not spec.networks:
+        return None
+    first = spec.networks[0]
+    if spec.network_mode is None or spec.network_mode == first.network:
+        return first
+    return None
+
+
+def extra_network_attachments(spec: ServiceSpec) -> tuple[NetworkAttachment, ...]:
+    """Attachments to connect after create, before start (all but the primary one)."""
+    if primary_attachment(spec) is None:
+        return ()
+    return spec.networks[1:]
+
+
+def host_config(spec: ServiceSpec) -> dict[str, Any]:
+    """The ``HostConfig`` object of the create body."""
+    hc: dict[str, Any] = {
+        "Binds": [bind_entry(m) for m in spec.mounts if m.kind in BIND_KINDS],
+        "Mounts": [mount_entry(m) for m in spec.mounts if m.kind not in BIND_KINDS],
+        "PortBindings": port_bindings(spec),
+        "RestartPolicy": restart_policy(spec.restart),
+        "Privileged": spec.privileged,
+        "CapAdd": [capability(c) for c in spec.cap_add] or None,
+        "CapDrop": [capability(c) for c in spec.cap_drop] or None,
+        "ReadonlyRootfs": spec.read_only,
+        "Devices": [
+            {
+                "PathOnHost": d.host_path,
+                "PathInContainer": d.container_path,
+                "CgroupPermissions": d.permissions,
+            }
+            for d in spec.devices
+        ],
+        "DeviceRequests": [device_request(r) for r in spec.device_requests] or None,
+        "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in spec.ulimits] or None,
+        "ExtraHosts": list(spec.extra_hosts) or None,
+        "Tmpfs": dict(spec.tmpfs) or None,
+    }
+    mode = network_mode(spec)
+    if mode is not None:
+        hc["NetworkMode"] = mode
+    if spec.init is not None:
+        hc["Init"] = spec.init
+    if spec.shm_size is not None:
+        hc["ShmSize"] = spec.shm_size
+    if spec.mem_limit is not None:
+        hc["Memory"] = spec.mem_limit
+    if spec.mem_reservation is not None:
+        hc["MemoryReservation"] = spec.mem_reservation
+    if spec.nano_cpus is not None:
+        hc["NanoCpus"] = spec.nano_cpus
+    if spec.logging is not None:
+        hc["LogConfig"] = {"Type": spec.logging.driver, "Config": dict(spec.logging.options)}
+    return hc
+
+
+def port_bindings(spec: ServiceSpec) -> dict[str, list[dict[str, str]]]:
+    """``HostConfig.PortBindings``: ``"80/tcp" -> [{"HostIp", "HostPort"}, ...]``."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in spec.ports:
+        host_port = "" if p.host_port is None else str(p.host_port)
+        out.setdefault(f"{p.container_port}/{p.protocol}", []).append(
+            {"HostIp": p.host_ip, "HostPort": host_port}
+        )
+    return out
+
+
+def container_config(spec: ServiceSpec, revision: str) -> dict[str, Any]:
+    """The complete ``POST /containers/create`` body for ``spec`` at ``revision``."""
+    labels = dict(spec.labels)
+    labels.update(ownership_labels(spec, revision))
+    body: dict[str, Any] = {
+        "Image": spec.image,
+        "Env": [f"{name}={value}" for name, value in spec.environment],
+        "Labels": labels,
+        "ExposedPorts": {key: {} for key in port_bindings(spec)},
+        "HostConfig": host_config(spec),
+    }
+    if spec.command is not None:
+        body["Cmd"] = list(spec.command)
+    if spec.entrypoint is not None:
+        body["Entrypoint"] = list(spec.entrypoint)
+    if spec.user is not None:
+        body["User"] = spec.user
+    if spec.working_dir is not None:
+        body["WorkingDir"] = spec.working_dir
+    if spec.hostname is not None:
+        body["Hostname"] = spec.hostname
+    if spec.healthcheck is not None:
+        body["Healthcheck"] = healthcheck_config(spec.healthcheck)
+    if spec.stop_signal is not None:
+        body["StopSignal"] = spec.stop_signal
+    if spec.stop_grace_period is not None:
+        body["StopTimeout"] = round(spec.stop_grace_period)
+    first = primary_attachment(spec)
+    if first is not None:
+        body["NetworkingConfig"] = {
+            "EndpointsConfig": {first.network: endpoint_config(spec, first)}
+        }
+    return body

@@ -1,0 +1,1 @@
+"""Shared test infrastructure: waiting, the Docker engine, a loopback registry."""
