@@ -1,6 +1,6 @@
 """The Git source adapter: turn ``--repo`` (a path or a Git URL) into a directory and a revision.
 
-This is the only module that imports ``git`` (GitPython). It hands the pipeline a
+The :mod:`reconciler.source` package is the only place that runs git. It hands the pipeline a
 plain directory of files (read through :class:`reconciler.tree.RepoTree`) and the
 full 40-hex commit SHA it came from. Contracts:
 
@@ -34,25 +34,17 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-import git
-
 from reconciler.errors import SourceError
+from reconciler.source.gitcmd import check, redact, run_git
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _SCHEME_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?:(?P<userinfo>[^@/]*)@)?")
 _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]+:(?!//)")
-_USERINFO_ANYWHERE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^@/\s'\"]+@")
-
-_CREDENTIAL_HELPER = (
-    '!f() { test "$1" = get || exit 0; printf "username=%s\\npassword=%s\\n" '
-    '"$FLEETGATE_GIT_USERNAME" "$FLEETGATE_GIT_PASSWORD"; }; f'
-)
-"""Hands the URL's credentials (from the environment) to git without argv or disk."""
 
 _LOCK_POLL = 0.05
 
@@ -84,23 +76,6 @@ def is_url(repo: str) -> bool:
     return bool(_SCHEME_URL.match(repo)) or bool(_SCP_LIKE.match(repo))
 
 
-def redact(text: str) -> str:
-    """``text`` with the credentials of every URL in it replaced by ``***``.
-
-    ``https://user:token@host/x`` becomes ``https://***@host/x``. A plain ssh user
-    (``ssh://git@host``) is not a secret and stays; ``ssh://git:pw@host`` is redacted.
-    """
-
-    def replace(match: re.Match[str]) -> str:
-        scheme = match.group("scheme")
-        userinfo = match.group(0)[len(scheme) : -1]
-        if scheme.lower() in ("ssh://", "git+ssh://", "ssh+git://") and ":" not in userinfo:
-            return match.group(0)
-        return f"{scheme}***@"
-
-    return _USERINFO_ANYWHERE.sub(replace, text)
-
-
 def _split_credentials(url: str) -> tuple[str, Mapping[str, str]]:
     """The URL without http(s) credentials, and the environment that carries them."""
     match = _SCHEME_URL.match(url)
@@ -123,119 +98,6 @@ def cache_key(url: str) -> str:
     if stripped.endswith(".git"):
         stripped = stripped[: -len(".git")]
     return hashlib.sha256(stripped.encode()).hexdigest()[:24]
-
-
-# --------------------------------------------------------------------- running git
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    status: int
-    stdout: str
-    stderr: str
-    timed_out: bool
-
-
-def _environment(extra: Mapping[str, str], timeout: float) -> dict[str, str]:
-    env = {
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "",
-        "SSH_ASKPASS": "",
-        "GIT_SSH_COMMAND": (
-            f"ssh -o BatchMode=yes -o ConnectTimeout={max(1, int(timeout))} "
-            "-o StrictHostKeyChecking=accept-new"
-        ),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "FLEETGATE_GIT_USERNAME": "",
-        "FLEETGATE_GIT_PASSWORD": "",
-    }
-    env.update(extra)
-    return env
-
-
-def _run(
-    args: Sequence[str],
-    *,
-    cwd: Path | None,
-    timeout: float,
-    env: Mapping[str, str] | None = None,
-    git_dir: Path | None = None,
-) -> _Result:
-    """Run one git command, killed after ``timeout`` seconds; never raises on failure."""
-    extra = dict(env or {})
-    if git_dir is not None:
-        extra["GIT_DIR"] = str(git_dir)
-    command = [
-        "git",
-        "-c",
-        "credential.helper=",
-        "-c",
-        f"credential.helper={_CREDENTIAL_HELPER}",
-        "-c",
-        "http.lowSpeedLimit=1",
-        "-c",
-        f"http.lowSpeedTime={max(1, int(timeout))}",
-        "-c",
-        "core.hooksPath=/dev/null",
-        "-c",
-        "protocol.ext.allow=never",
-        *args,
-    ]
-    started = time.monotonic()
-    try:
-        status, out, err = git.Git(str(cwd) if cwd else None).execute(
-            command,
-            with_extended_output=True,
-            with_exceptions=False,
-            kill_after_timeout=timeout,
-            env=_environment(extra, timeout),
-        )
-    except git.GitCommandNotFound:
-        raise SourceError(
-            "git is not installed; install it (Debian: apt-get install git)"
-        ) from None
-    elapsed = time.monotonic() - started
-    err_text = err if isinstance(err, str) else bytes(err or b"").decode("utf-8", "replace")
-    out_text = out if isinstance(out, str) else bytes(out or b"").decode("utf-8", "replace")
-    timed_out = status != 0 and (err_text.startswith("Timeout:") or elapsed >= timeout)
-    return _Result(int(status or 0), out_text, err_text, timed_out)
-
-
-_BOILERPLATE = (
-    "fatal: could not read from remote repository.",
-    "please make sure you have the correct access rights",
-    "and the repository exists.",
-)
-
-
-def _reason(result: _Result, timeout: float) -> str:
-    """The one line of git's complaint that tells the user what went wrong.
-
-    Skips git's generic trailer ("Could not read from remote repository ...") in
-    favour of the specific line before it, and joins a ``fatal: ...:`` line with
-    the detail git prints on the next line.
-    """
-    if result.timed_out:
-        return f"timed out after {timeout:g}s"
-    lines = [
-        line.strip()
-        for line in result.stderr.splitlines()
-        if line.strip() and line.strip().lower() not in _BOILERPLATE
-    ]
-    for i, line in enumerate(lines):
-        head, _, rest = line.partition(":")
-        if head.lower() in ("fatal", "error"):
-            text = rest.strip()
-            if text.endswith(":") and i + 1 < len(lines):
-                text = f"{text} {lines[i + 1]}"
-            return redact(text)
-    return redact(lines[-1]) if lines else f"git exited with status {result.status}"
-
-
-def _check(result: _Result, what: str, timeout: float) -> str:
-    if result.status != 0:
-        raise SourceError(f"{what}: {_reason(result, timeout)}")
-    return result.stdout
 
 
 # --------------------------------------------------------------------- remote refs
@@ -281,8 +143,8 @@ def remote_head(url: str, ref: str | None = None, timeout: float = 30.0) -> str:
         return ref
     shown = redact(url)
     bare, env = _split_credentials(url)
-    result = _run(["ls-remote", "--symref", "--", bare], cwd=None, timeout=timeout, env=env)
-    refs, head_target = _parse_ls_remote(_check(result, f"cannot list refs of {shown}", timeout))
+    result = run_git(["ls-remote", "--symref", "--", bare], cwd=None, timeout=timeout, env=env)
+    refs, head_target = _parse_ls_remote(check(result, f"cannot list refs of {shown}", timeout))
     sha = _pick(refs, ref, head_target)
     if sha is None:
         wanted = "HEAD (is the repository empty?)" if ref is None else repr(ref)
@@ -310,19 +172,19 @@ def open_source(
 def _open_path(path: Path, cache_dir: Path, ref: str | None, timeout: float) -> Checkout:
     if not path.is_dir():
         raise SourceError(f"repository {path} is not a directory")
-    probe = _run(["rev-parse", "--show-toplevel", "--show-prefix"], cwd=path, timeout=timeout)
+    probe = run_git(["rev-parse", "--show-toplevel", "--show-prefix"], cwd=path, timeout=timeout)
     if probe.status != 0:
         if ref is not None:
             raise SourceError(f"repository {path} is not a Git repository; cannot check out {ref}")
         return Checkout(root=path, revision=None)
     prefix = (probe.stdout.splitlines()[1:2] or [""])[0].strip().rstrip("/")
     if ref is None:
-        head = _run(
+        head = run_git(
             ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd=path, timeout=timeout
         )
         if head.status != 0:
             return Checkout(root=path, revision=None, dirty=True)
-        status = _run(
+        status = run_git(
             ["status", "--porcelain", "--untracked-files=normal", "--", "."],
             cwd=path,
             timeout=timeout,
@@ -331,8 +193,8 @@ def _open_path(path: Path, cache_dir: Path, ref: str | None, timeout: float) -> 
         return Checkout(root=path, revision=head.stdout.strip(), dirty=dirty)
     sha = _resolve_local(path, ref, timeout, shown=str(path))
     git_dir = Path(
-        _check(
-            _run(["rev-parse", "--absolute-git-dir"], cwd=path, timeout=timeout),
+        check(
+            run_git(["rev-parse", "--absolute-git-dir"], cwd=path, timeout=timeout),
             f"cannot read {path}",
             timeout,
         ).strip()
@@ -360,8 +222,8 @@ def _init_mirror(mirror: Path, shown: str, timeout: float) -> None:
     """Create the bare mirror in a temporary directory, then move it into place."""
     tmp = Path(tempfile.mkdtemp(dir=mirror.parent, prefix=".init-"))
     try:
-        _check(
-            _run(["init", "--bare", "--quiet", str(tmp)], cwd=None, timeout=timeout),
+        check(
+            run_git(["init", "--bare", "--quiet", str(tmp)], cwd=None, timeout=timeout),
             f"cannot create a mirror of {shown}",
             timeout,
         )
@@ -374,7 +236,7 @@ def _init_mirror(mirror: Path, shown: str, timeout: float) -> None:
 
 def _fetch(mirror: Path, url: str, shown: str, timeout: float) -> None:
     bare, env = _split_credentials(url)
-    result = _run(
+    result = run_git(
         [
             "fetch",
             "--quiet",
@@ -395,11 +257,11 @@ def _fetch(mirror: Path, url: str, shown: str, timeout: float) -> None:
     )
     if result.status != 0 and "couldn't find remote ref HEAD" in result.stderr:
         raise SourceError(f"cannot fetch {shown}: the repository has no commits (no HEAD)")
-    _check(result, f"cannot fetch {shown}", timeout)
+    check(result, f"cannot fetch {shown}", timeout)
 
 
 def _have_commit(git_dir: Path, sha: str, timeout: float) -> str | None:
-    found = _run(
+    found = run_git(
         ["cat-file", "-e", f"{sha}^{{commit}}"], cwd=None, git_dir=git_dir, timeout=timeout
     )
     return sha if found.status == 0 else None
@@ -409,7 +271,7 @@ def _resolve_local(repo: Path, ref: str, timeout: float, shown: str) -> str:
     """The full SHA of the commit ``ref`` names in a local repository (branch, tag, SHA)."""
     in_bare = (repo / "HEAD").is_file() and not (repo / ".git").exists()
     for candidate in (f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
-        result = _run(
+        result = run_git(
             ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{candidate}^{{commit}}"],
             cwd=None if in_bare else repo,
             git_dir=repo if in_bare else None,
@@ -444,13 +306,13 @@ def _materialize(git_dir: Path, sha: str, cache_dir: Path, timeout: float, shown
         tree.mkdir()
         env = {"GIT_INDEX_FILE": str(index), "GIT_WORK_TREE": str(tree)}
         what = f"cannot check out {sha} of {shown}"
-        _check(
-            _run(["read-tree", sha], cwd=tree, git_dir=git_dir, env=env, timeout=timeout),
+        check(
+            run_git(["read-tree", sha], cwd=tree, git_dir=git_dir, env=env, timeout=timeout),
             what,
             timeout,
         )
-        _check(
-            _run(
+        check(
+            run_git(
                 ["checkout-index", "--all", "--force"],
                 cwd=tree,
                 git_dir=git_dir,

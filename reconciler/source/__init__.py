@@ -1,0 +1,27 @@
+"""The Git source adapter: the only package that runs git (through GitPython).
+
+- :mod:`reconciler.source.gitcmd` runs one git command safely (timeouts, no prompts,
+  redacted credentials);
+- :mod:`reconciler.source.fetch` turns ``--repo`` (a path or a Git URL) into a
+  read-only checkout of one revision.
+"""
+
+from reconciler.source.fetch import (
+    Checkout,
+    cache_key,
+    is_url,
+    open_source,
+    prune_checkouts,
+    remote_head,
+)
+from reconciler.source.gitcmd import redact
+
+__all__ = [
+    "Checkout",
+    "cache_key",
+    "is_url",
+    "open_source",
+    "prune_checkouts",
+    "redact",
+    "remote_head",
+]

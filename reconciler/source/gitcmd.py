@@ -1,0 +1,156 @@
+"""Running git: the one place a git process is started (through GitPython).
+
+Every git call in :mod:`reconciler.source` goes through :func:`run_git`: killed after
+its timeout, never prompting, hooks and the ``ext::`` transport off, credentials
+handed over through the environment (never argv or disk), and every message redacted.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from reconciler.errors import SourceError
+
+_USERINFO_ANYWHERE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^@/\s'\"]+@")
+
+_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || exit 0; printf "username=%s\\npassword=%s\\n" '
+    '"$FLEETGATE_GIT_USERNAME" "$FLEETGATE_GIT_PASSWORD"; }; f'
+)
+"""Hands the URL's credentials (from the environment) to git without argv or disk."""
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***``.
+
+    ``https://user:token@host/x`` becomes ``https://***@host/x``. A plain ssh user
+    (``ssh://git@host``) is not a secret and stays; ``ssh://git:pw@host`` is redacted.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        scheme = match.group("scheme")
+        userinfo = match.group(0)[len(scheme) : -1]
+        if scheme.lower() in ("ssh://", "git+ssh://", "ssh+git://") and ":" not in userinfo:
+            return match.group(0)
+        return f"{scheme}***@"
+
+    return _USERINFO_ANYWHERE.sub(replace, text)
+
+
+# --------------------------------------------------------------------- running git
+
+
+@dataclass(frozen=True, slots=True)
+class GitResult:
+    status: int
+    stdout: str
+    stderr: str
+    timed_out: bool
+
+
+def _environment(extra: Mapping[str, str], timeout: float) -> dict[str, str]:
+    env = {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "",
+        "SSH_ASKPASS": "",
+        "GIT_SSH_COMMAND": (
+            f"ssh -o BatchMode=yes -o ConnectTimeout={max(1, int(timeout))} "
+            "-o StrictHostKeyChecking=accept-new"
+        ),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "FLEETGATE_GIT_USERNAME": "",
+        "FLEETGATE_GIT_PASSWORD": "",
+    }
+    env.update(extra)
+    return env
+
+
+def run_git(
+    args: Sequence[str],
+    *,
+    cwd: Path | None,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    git_dir: Path | None = None,
+) -> GitResult:
+    """Run one git command, killed after ``timeout`` seconds; never raises on failure."""
+    extra = dict(env or {})
+    if git_dir is not None:
+        extra["GIT_DIR"] = str(git_dir)
+    command = [
+        "git",
+        "-c",
+        "credential.helper=",
+        "-c",
+        f"credential.helper={_CREDENTIAL_HELPER}",
+        "-c",
+        "http.lowSpeedLimit=1",
+        "-c",
+        f"http.lowSpeedTime={max(1, int(timeout))}",
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-c",
+        "protocol.ext.allow=never",
+        *args,
+    ]
+    started = time.monotonic()
+    try:
+        status, out, err = git.Git(str(cwd) if cwd else None).execute(
+            command,
+            with_extended_output=True,
+            with_exceptions=False,
+            kill_after_timeout=timeout,
+            env=_environment(extra, timeout),
+        )
+    except git.GitCommandNotFound:
+        raise SourceError(
+            "git is not installed; install it (Debian: apt-get install git)"
+        ) from None
+    elapsed = time.monotonic() - started
+    err_text = err if isinstance(err, str) else bytes(err or b"").decode("utf-8", "replace")
+    out_text = out if isinstance(out, str) else bytes(out or b"").decode("utf-8", "replace")
+    timed_out = status != 0 and (err_text.startswith("Timeout:") or elapsed >= timeout)
+    return GitResult(int(status or 0), out_text, err_text, timed_out)
+
+
+_BOILERPLATE = (
+    "fatal: could not read from remote repository.",
+    "please make sure you have the correct access rights",
+    "and the repository exists.",
+)
+
+
+def reason(result: GitResult, timeout: float) -> str:
+    """The one line of git's complaint that tells the user what went wrong.
+
+    Skips git's generic trailer ("Could not read from remote repository ...") in
+    favour of the specific line before it, and joins a ``fatal: ...:`` line with
+    the detail git prints on the next line.
+    """
+    if result.timed_out:
+        return f"timed out after {timeout:g}s"
+    lines = [
+        line.strip()
+        for line in result.stderr.splitlines()
+        if line.strip() and line.strip().lower() not in _BOILERPLATE
+    ]
+    for i, line in enumerate(lines):
+        head, _, rest = line.partition(":")
+        if head.lower() in ("fatal", "error"):
+            text = rest.strip()
+            if text.endswith(":") and i + 1 < len(lines):
+                text = f"{text} {lines[i + 1]}"
+            return redact(text)
+    return redact(lines[-1]) if lines else f"git exited with status {result.status}"
+
+
+def check(result: GitResult, what: str, timeout: float) -> str:
+    if result.status != 0:
+        raise SourceError(f"{what}: {reason(result, timeout)}")
+    return result.stdout
