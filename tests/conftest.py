@@ -7,4 +7,4 @@ Tests marked ``@pytest.mark.docker`` automatically use ``docker_client`` and the
 *fail* (never skip) when no engine answers; see ``support/engine.py``.
 """
 
-pytest_plugins = ["support.engine", "support.registry"]
+pytest_plugins = ["support.engine", "support.registry", "support.gitfixtures"]

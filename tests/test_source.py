@@ -6,7 +6,6 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,33 +23,10 @@ SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Path:
-    base = tmp_path / "served"
-    base.mkdir()
-    return base
-
-
-@pytest.fixture
 def origin(served: Path) -> Origin:
     repo = Origin(served / "fleet")
     repo.commit(FLEET_V1, "first fleet")
     return repo
-
-
-@pytest.fixture
-def daemon(served: Path) -> Iterator[GitDaemon]:
-    server = GitDaemon(served)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def http(served: Path) -> Iterator[SmartHttpServer]:
-    server = SmartHttpServer(served)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
