@@ -1,0 +1,58 @@
+"""`fleetgate validate [--repo PATH] [--output json]`: check the whole fleet, for CI.
+
+Text: one ``path:line: message`` line per finding on stdout, then one summary line on
+stderr. JSON (stable fields): ``{"valid", "devices", "stacks", "findings": [{"path",
+"line", "message"}]}``. Exit 0 valid, 1 invalid, 2 usage (``--repo`` not a folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
+from reconciler.errors import UsageError
+from reconciler.tree import RepoTree
+from reconciler.validate import check_fleet
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "validate",
+        help="check schemas and semantics of the whole fleet (for CI)",
+        description="Check every manifest of the fleet repository; exit 1 when any is invalid.",
+    )
+    parser.add_argument("--repo", default=".", help="fleet repository folder (default: .)")
+    add_output_flag(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(args.repo)
+    if not root.is_dir():
+        raise UsageError(f"--repo {args.repo}: not a folder; pass the fleet repository's path")
+    result = check_fleet(RepoTree(root))
+    if args.output == "json":
+        document = {
+            "valid": result.valid,
+            "devices": result.devices,
+            "stacks": result.stacks,
+            "findings": [f.to_json() for f in result.findings],
+        }
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.writelines(f"{f}\n" for f in result.findings)
+        if result.valid:
+            summary = f"fleet valid: {result.devices} devices, {result.stacks} stacks"
+        else:
+            problems = len(result.findings)
+            summary = (
+                f"fleet invalid: {problems} problem{'s' if problems != 1 else ''} "
+                f"in {result.files} file{'s' if result.files != 1 else ''}"
+            )
+        print(summary, file=sys.stderr)
+    return EXIT_OK if result.valid else EXIT_FAILED
