@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
 
 PathKind = Literal["file", "dir", "missing", "outside"]
 """``outside``: the path escapes the root (``..``, absolute, or a symlink leading out)."""
@@ -25,7 +28,22 @@ class TreeEscape(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RepoTree:
+    """One revision's files. A tree is a snapshot: answers are cached for its lifetime
+    (validate asks the same questions for 10,000 devices), so make a new tree per pass."""
+
     root: Path
+    _memo: dict[tuple[str, str], object] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    def _cached(self, what: str, relpath: str, compute: Callable[[], T]) -> T:
+        key = (what, relpath)
+        try:
+            return self._memo[key]  # type: ignore[return-value]  # keyed by `what`
+        except KeyError:
+            value = compute()
+            self._memo[key] = value
+            return value
 
     def normalize(self, relpath: str, base: str = "") -> str | None:
         """Join ``relpath`` onto the repository-relative ``base`` folder; ``None`` if it escapes."""
@@ -41,14 +59,26 @@ class RepoTree:
         return "" if joined == "." else joined
 
     def _real(self, relpath: str) -> Path:
-        root = self.root.resolve()
+        real = self._cached("real", relpath, lambda: self._resolve(relpath))
+        if real is None:
+            raise TreeEscape(relpath)
+        return real
+
+    def _resolve(self, relpath: str) -> Path | None:
+        root = self._cached("real", "", self.root.resolve)
+        assert root is not None
+        if not relpath:
+            return root
         candidate = (root / relpath).resolve()
         if candidate != root and root not in candidate.parents:
-            raise TreeEscape(relpath)
+            return None
         return candidate
 
     def kind(self, relpath: str) -> PathKind:
         """What ``relpath`` (already normalized, repository-relative) is."""
+        return self._cached("kind", relpath, lambda: self._kind(relpath))
+
+    def _kind(self, relpath: str) -> PathKind:
         try:
             real = self._real(relpath)
         except TreeEscape:
@@ -69,6 +99,9 @@ class RepoTree:
 
     def list_dir(self, relpath: str) -> list[str]:
         """Sorted entry names of a directory (empty when missing)."""
+        return list(self._cached("list", relpath, lambda: tuple(self._list_dir(relpath))))
+
+    def _list_dir(self, relpath: str) -> list[str]:
         try:
             real = self._real(relpath)
         except TreeEscape:
@@ -97,6 +130,9 @@ class RepoTree:
 
     def digest(self, relpath: str) -> str:
         """``sha256:<hex>`` of a file, or of a directory (paths and contents, sorted)."""
+        return self._cached("digest", relpath, lambda: self._digest(relpath))
+
+    def _digest(self, relpath: str) -> str:
         h = hashlib.sha256()
         if self.kind(relpath) == "dir":
             for child in self.files_under(relpath):
