@@ -3,7 +3,8 @@
 - :mod:`reconciler.source.gitcmd` runs one git command safely (timeouts, no prompts,
   redacted credentials);
 - :mod:`reconciler.source.fetch` turns ``--repo`` (a path or a Git URL) into a
-  read-only checkout of one revision.
+  read-only checkout of one revision;
+- :mod:`reconciler.source.verify` checks signatures and ancestry before a checkout.
 """
 
 from reconciler.source.fetch import (
@@ -15,13 +16,18 @@ from reconciler.source.fetch import (
     remote_head,
 )
 from reconciler.source.gitcmd import redact
+from reconciler.source.verify import Guard, Signer, check_forward, verify_commit
 
 __all__ = [
     "Checkout",
+    "Guard",
+    "Signer",
     "cache_key",
+    "check_forward",
     "is_url",
     "open_source",
     "prune_checkouts",
     "redact",
     "remote_head",
+    "verify_commit",
 ]

@@ -21,6 +21,11 @@ full 40-hex commit SHA it came from. Contracts:
   on a command line: they reach git through the environment and an inline credential
   helper. Every message is redacted to ``https://***@host``.
 - Every failure is a one-line :class:`SourceError`.
+- Source security (optional, see :mod:`reconciler.source.verify`): with
+  ``allowed_signers`` the resolved commit must carry a valid signature by an allowed
+  key, and with ``forward_from`` it must be that revision or a descendant of it. Both
+  are checked on the Git objects *before* any file of the commit is materialized, so
+  a refused commit never reaches the manifest parser.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from urllib.parse import unquote
 
 from reconciler.errors import SourceError
 from reconciler.source.gitcmd import check, redact, run_git
+from reconciler.source.verify import Guard
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _SCHEME_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?:(?P<userinfo>[^@/]*)@)?")
@@ -156,20 +162,31 @@ def remote_head(url: str, ref: str | None = None, timeout: float = 30.0) -> str:
 
 
 def open_source(
-    repo: str, cache_dir: Path, ref: str | None = None, timeout: float = 60.0
+    repo: str,
+    cache_dir: Path,
+    ref: str | None = None,
+    timeout: float = 60.0,
+    *,
+    allowed_signers: Path | None = None,
+    forward_from: str | None = None,
 ) -> Checkout:
     """Resolve ``repo`` at ``ref`` to a directory of files and a full commit SHA.
 
     See the module docstring for the contract of local paths and URLs. ``cache_dir``
     holds mirrors and checkouts; it is created when missing and may be shared by
     several processes (each mirror is locked while it is fetched).
+    ``allowed_signers`` / ``forward_from``: see :class:`Guard` (raises
+    ``SignatureError`` / ``SourceError`` before anything is checked out).
     """
+    guard = Guard(allowed_signers, forward_from)
     if is_url(repo):
-        return _open_url(repo, cache_dir, ref, timeout)
-    return _open_path(Path(repo), cache_dir, ref, timeout)
+        return _open_url(repo, cache_dir, ref, timeout, guard)
+    return _open_path(Path(repo), cache_dir, ref, timeout, guard)
 
 
-def _open_path(path: Path, cache_dir: Path, ref: str | None, timeout: float) -> Checkout:
+def _open_path(
+    path: Path, cache_dir: Path, ref: str | None, timeout: float, guard: Guard
+) -> Checkout:
     if not path.is_dir():
         raise SourceError(f"repository {path} is not a directory")
     probe = run_git(["rev-parse", "--show-toplevel", "--show-prefix"], cwd=path, timeout=timeout)
@@ -190,20 +207,32 @@ def _open_path(path: Path, cache_dir: Path, ref: str | None, timeout: float) -> 
             timeout=timeout,
         )
         dirty = status.status != 0 or bool(status.stdout.strip())
+        if guard.active:
+            if dirty and guard.allowed_signers is not None:
+                raise SourceError(
+                    f"repository {path} has uncommitted changes, which cannot be signed; "
+                    "commit (signed) or pass a --ref"
+                )
+            guard.check(_git_dir(path, timeout), head.stdout.strip(), timeout)
         return Checkout(root=path, revision=head.stdout.strip(), dirty=dirty)
     sha = _resolve_local(path, ref, timeout, shown=str(path))
-    git_dir = Path(
+    git_dir = _git_dir(path, timeout)
+    guard.check(git_dir, sha, timeout)
+    root = _materialize(git_dir, sha, cache_dir, timeout, shown=str(path))
+    return Checkout(root=root / prefix if prefix else root, revision=sha)
+
+
+def _git_dir(path: Path, timeout: float) -> Path:
+    return Path(
         check(
             run_git(["rev-parse", "--absolute-git-dir"], cwd=path, timeout=timeout),
             f"cannot read {path}",
             timeout,
         ).strip()
     )
-    root = _materialize(git_dir, sha, cache_dir, timeout, shown=str(path))
-    return Checkout(root=root / prefix if prefix else root, revision=sha)
 
 
-def _open_url(url: str, cache_dir: Path, ref: str | None, timeout: float) -> Checkout:
+def _open_url(url: str, cache_dir: Path, ref: str | None, timeout: float, guard: Guard) -> Checkout:
     shown = redact(url)
     mirror = cache_dir / "mirrors" / f"{cache_key(url)}.git"
     mirror.parent.mkdir(parents=True, exist_ok=True)
@@ -214,6 +243,7 @@ def _open_url(url: str, cache_dir: Path, ref: str | None, timeout: float) -> Che
         if sha is None:
             _fetch(mirror, url, shown, timeout)
             sha = _resolve_local(mirror, ref or "refs/fleetgate/HEAD", timeout, shown=shown)
+        guard.check(mirror, sha, timeout)
         root = _materialize(mirror, sha, cache_dir, timeout, shown=shown)
     return Checkout(root=root, revision=sha, url=shown)
 
