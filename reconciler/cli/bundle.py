@@ -1,0 +1,133 @@
+"""`fleetgate bundle create | import`: signed offline updates (air-gapped sites, USB sticks).
+
+``create --repo PATH --ref REF --out FILE [--sign-key KEY] [--since REV]`` writes one
+file: a Git bundle of REF, a manifest and an SSH signature (see :mod:`reconciler.bundle`).
+
+``import FILE --state-dir DIR --allowed-signers FILE [--repo URL] [--device ID]``
+verifies it and stores the revision in the mirror the agent reads
+(``<state-dir>/cache``), so the agent converges from it as from a remote. ``--repo``
+is the agent's configured repository (default: a device updated only from bundles);
+``--device`` also prints what the bundle changes on that device. Refusals are one line
+and exit 1; nothing changes then.
+
+JSON (``--output json``): create ``{"file", "ref", "revision", "base", "createdAt",
+"bundleSha256", "signed"}``; import ``{"revision", "ref", "previous", "signer",
+"createdAt", "importedAt", "unchanged"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli import EXIT_OK, add_output_flag
+from reconciler.cli.impact import device_lines, when
+from reconciler.errors import ManifestError, UsageError
+from reconciler.impact import compare_device
+from reconciler.manifests import load_repository
+from reconciler.model import DesiredState
+from reconciler.render import DEFAULT_STATE_DIR, render_device
+from reconciler.source import open_source
+from reconciler.source.bundle import BUNDLE_REPO, create_bundle, import_bundle
+from reconciler.tree import RepoTree
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bundle",
+        help="signed offline updates: create a bundle file, import one",
+        description="Carry fleet revisions to devices without network access.",
+    )
+    sub = parser.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
+    create = sub.add_parser("create", help="write a signed bundle of one ref")
+    create.add_argument("--repo", default=".", help="local clone (default: .)")
+    create.add_argument("--ref", required=True, help="branch or tag to carry")
+    create.add_argument("--out", required=True, type=Path, help="bundle file to write")
+    create.add_argument("--sign-key", type=Path, help="SSH private key to sign with")
+    create.add_argument("--since", help="only history after this commit (device has it)")
+    add_output_flag(create)
+    create.set_defaults(handler=run_create)
+    imp = sub.add_parser("import", help="verify a bundle and make it available to the agent")
+    imp.add_argument("file", type=Path, metavar="FILE")
+    imp.add_argument("--state-dir", type=Path, default=Path(DEFAULT_STATE_DIR))
+    imp.add_argument("--allowed-signers", required=True, type=Path, help="SSH allowed signers")
+    imp.add_argument("--repo", default=BUNDLE_REPO, help="the agent's repository (its mirror)")
+    imp.add_argument("--device", help="also show what the bundle changes on this device")
+    add_output_flag(imp)
+    imp.set_defaults(handler=run_import)
+
+
+def run_create(args: argparse.Namespace) -> int:
+    if not Path(args.repo).is_dir():
+        raise UsageError(f"--repo {args.repo}: not a folder; pass a local clone")
+    manifest = create_bundle(
+        Path(args.repo),
+        args.ref,
+        args.out,
+        datetime.now(UTC),
+        sign_key=args.sign_key,
+        since=args.since,
+    )
+    if args.output == "json":
+        document = {
+            "file": str(args.out),
+            "ref": manifest.ref,
+            "revision": manifest.revision,
+            "base": manifest.base,
+            "createdAt": manifest.created_at,
+            "bundleSha256": manifest.bundle_sha256,
+            "signed": args.sign_key is not None,
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        signed = "signed" if args.sign_key else "UNSIGNED (devices will refuse it)"
+        since = f" since {manifest.base[:12]}" if manifest.base else ""
+        print(f"wrote {args.out}: {manifest.ref} at {manifest.revision}{since}, {signed}")
+    return EXIT_OK
+
+
+def _state(repo: str, cache: Path, sha: str | None, device: str) -> DesiredState | None:
+    if sha is None:
+        return None
+    checkout = open_source(repo, cache, ref=sha)
+    fleet, _ = load_repository(RepoTree(checkout.root), sha)
+    if device not in fleet.devices:
+        return None
+    return render_device(fleet, RepoTree(checkout.root), device).state
+
+
+def run_import(args: argparse.Namespace) -> int:
+    cache = args.state_dir / "cache"
+    now = datetime.now(UTC)
+    result = import_bundle(args.file, cache, args.allowed_signers, now, repo=args.repo)
+    if args.output == "json":
+        document = {
+            "revision": result.revision,
+            "ref": result.ref,
+            "previous": result.previous,
+            "signer": result.signer,
+            "createdAt": result.created_at,
+            "importedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "unchanged": result.unchanged,
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        state = "already imported" if result.unchanged else "imported"
+        print(f"{state} {result.ref} at {result.revision} (signed by {result.signer})")
+    if args.device and args.output != "json":
+        try:
+            before = _state(args.repo, cache, result.previous, args.device)
+            after = _state(args.repo, cache, result.revision, args.device)
+        except ManifestError as e:
+            raise ManifestError(e.findings) from None
+        impact = compare_device(before, after, now)
+        if impact is None:
+            print(f"device {args.device}: no change")
+        else:
+            print(f"device {args.device} {impact.kind} ({when(impact)})")
+            sys.stdout.writelines(f"{line}\n" for line in device_lines(impact))
+    return EXIT_OK

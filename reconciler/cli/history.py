@@ -1,0 +1,154 @@
+"""`fleetgate history --device ID [--repo PATH] [--rev REV] [--limit N] [--output json]`.
+
+The commits that changed one device's rendered state, newest first, with what changed
+(the same reasons as ``impact``): "what ran when" for an auditor. History follows first
+parents from ``--rev`` (default ``HEAD``): the revisions the branch actually pointed to.
+
+JSON (stable fields): ``{"device", "revision", "entries": [{"commit", "parent", "author",
+"authoredAt", "committedAt", "subject", "problem", "impact": <impact device object> |
+null}]}``. Exit 0; 2 usage; 1 when the repository cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli import EXIT_OK, add_output_flag
+from reconciler.cli.impact import add_common, device_document, device_lines
+from reconciler.errors import ManifestError, UsageError
+from reconciler.history import HistoryEntry, could_touch
+from reconciler.impact import compare_device
+from reconciler.manifests import load_repository
+from reconciler.model import DesiredState
+from reconciler.render import render_device
+from reconciler.source import open_source
+from reconciler.source.history import first_parent_log, scratch_cache, toplevel
+from reconciler.tree import RepoTree
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "history",
+        help="the commits that changed one device's desired state, newest first",
+        description="List the commits that changed a device's rendered state (for audits).",
+    )
+    parser.add_argument("--device", required=True, help="device id (devices/<id>.yaml)")
+    parser.add_argument("--rev", default="HEAD", help="start from this revision (default: HEAD)")
+    parser.add_argument("--limit", type=int, default=20, help="at most N entries (default: 20)")
+    add_common(parser)
+    add_output_flag(parser)
+    parser.set_defaults(handler=run)
+
+
+_Rendered = tuple[DesiredState | None, str | None]  # (state, first finding when invalid)
+
+
+def _state(repo: str, cache: Path, sha: str | None, device: str, state_dir: str) -> _Rendered:
+    if sha is None:
+        return None, None
+    checkout = open_source(repo, cache, ref=sha)
+    fleet, _ = load_repository(RepoTree(checkout.root), sha)
+    if device not in fleet.devices:
+        return None, None
+    try:
+        return render_device(fleet, RepoTree(checkout.root), device, state_dir).state, None
+    except ManifestError as e:
+        return None, str(e)
+
+
+def device_history(
+    repo: str,
+    rev: str,
+    device: str,
+    *,
+    cache: Path,
+    now: datetime,
+    state_dir: str,
+    limit: int,
+) -> list[HistoryEntry]:
+    """Walk first parents from ``rev``; render the device only where a commit could touch it."""
+    root = toplevel(Path(repo))
+    memo: dict[str | None, _Rendered] = {}
+
+    def state(sha: str | None) -> _Rendered:
+        if sha not in memo:
+            memo[sha] = _state(str(root), cache, sha, device, state_dir)
+        return memo[sha]
+
+    entries: list[HistoryEntry] = []
+    for commit in first_parent_log(root, rev):
+        if len(entries) >= limit:
+            break
+        if commit.parents and not could_touch(commit.paths, device):
+            continue
+        parent = commit.parents[0] if commit.parents else None
+        (before, _), (after, problem) = state(parent), state(commit.sha)
+        impact = None if problem else compare_device(before, after, now)
+        if impact is None and problem is None:
+            continue
+        entries.append(
+            HistoryEntry(
+                commit=commit.sha,
+                parent=parent,
+                author=commit.author,
+                authored_at=commit.authored_at,
+                committed_at=commit.committed_at,
+                subject=commit.subject,
+                impact=impact,
+                problem=problem,
+            )
+        )
+    return entries
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: give a positive number of entries")
+    now = args.now or datetime.now(UTC)
+    with scratch_cache(args.cache_dir) as cache:
+        entries = device_history(
+            args.repo,
+            args.rev,
+            args.device,
+            cache=cache,
+            now=now,
+            state_dir=args.state_dir,
+            limit=args.limit,
+        )
+    if args.output == "json":
+        document = {
+            "device": args.device,
+            "revision": args.rev,
+            "entries": [_entry_document(e) for e in entries],
+        }
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    if not entries:
+        print(f"no commit reachable from {args.rev} changed device {args.device}")
+    for entry in entries:
+        print(f"{entry.commit[:12]} {entry.committed_at} {entry.author}  {entry.subject}")
+        if entry.impact is None:
+            print(f"  invalid for this device (the agent kept its previous state): {entry.problem}")
+            continue
+        print(f"  device {entry.impact.kind}")
+        for line in device_lines(entry.impact, "  "):
+            print(line)
+    return EXIT_OK
+
+
+def _entry_document(entry: HistoryEntry) -> dict[str, Any]:
+    return {
+        "commit": entry.commit,
+        "parent": entry.parent,
+        "author": entry.author,
+        "authoredAt": entry.authored_at,
+        "committedAt": entry.committed_at,
+        "subject": entry.subject,
+        "problem": entry.problem,
+        "impact": device_document(entry.impact) if entry.impact else None,
+    }
