@@ -1,0 +1,99 @@
+"""`fleetgate apply --device ID [--repo PATH] [--ref REF] [--retry]`: converge this host once.
+
+One reconcile pass (:func:`reconciler.reconcile.reconcile_once`): render, plan, apply,
+wait for health, roll back to the last good revision when the gate fails. Prints the
+steps it ran and the outcome. JSON: :meth:`PassResult.to_json` (stable snake_case
+fields, full 40-hex SHAs, RFC 3339 UTC times). Exit 0 when the device converged to the
+desired revision, 1 otherwise (rejected, failed, rolled back, held), 2 usage.
+
+``--retry`` applies a revision that failed its health gate before. An update (a new
+desired state, not drift repair) waits for the device's update windows; a technician
+at the machine overrides that with ``--ignore-windows`` (outcome ``deferred`` else).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
+from reconciler.cli.plan import add_target_flags, open_target
+from reconciler.convergence import Convergence
+from reconciler.engine import DockerEngine
+from reconciler.errors import UsageError
+from reconciler.reconcile import PassResult, reconcile_once
+from reconciler.store import StateStore
+from reconciler.tree import RepoTree
+from reconciler.units import parse_duration
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "apply",
+        help="converge this host once (health gate and rollback included)",
+        description="Converge the device to the repository's revision once; roll back on failure.",
+    )
+    add_target_flags(parser)
+    parser.add_argument(
+        "--retry", action="store_true", help="apply a revision that failed its health gate before"
+    )
+    parser.add_argument(
+        "--ignore-windows", action="store_true", help="update outside the device's update windows"
+    )
+    parser.add_argument(
+        "--health-timeout",
+        default=None,
+        help="health gate timeout, e.g. 90s (default: the stacks' healthTimeout)",
+    )
+    add_output_flag(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    timeout = None
+    if args.health_timeout is not None:
+        try:
+            timeout = parse_duration(args.health_timeout)
+        except ValueError as e:
+            raise UsageError(f"--health-timeout: {e}") from None
+    device, state, checkout = open_target(args)
+    store = StateStore(state, device)
+    with store.exclusive():
+        result = reconcile_once(
+            tree=RepoTree(checkout.root),
+            revision=checkout.revision,
+            device=device,
+            state_dir=state,
+            runtime=DockerEngine(args.docker_host),
+            store=store,
+            retry=args.retry,
+            health_timeout=timeout,
+            ignore_windows=args.ignore_windows,
+        )
+    if args.output == "json":
+        json.dump({**result.to_json(), "dirty": checkout.dirty}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_text(result)
+    return EXIT_OK if result.converged else EXIT_FAILED
+
+
+def _print_text(result: PassResult) -> None:
+    print(f"device {result.device} -> {result.revision or 'working tree (not a Git repository)'}")
+    _print_run("update", result.update)
+    _print_run(f"rollback to {result.target}", result.rollback)
+    for finding in result.findings:
+        print(finding, file=sys.stderr)
+    print(f"{result.outcome}: {result.reason}")
+
+
+def _print_run(title: str, run: Convergence | None) -> None:
+    if run is None or (not run.done and run.plan is not None and run.plan.is_empty):
+        return
+    print(f"{title}:")
+    for step in run.done:
+        print(f"  {step.describe()}")
+    for service in () if run.report is None else run.report.services:
+        print(f"  health {service.name}: {service.reason or service.verdict}")
