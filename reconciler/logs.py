@@ -1,0 +1,52 @@
+"""Structured logging: JSON lines when stderr is not a terminal, readable lines when it is.
+
+Every module logs *events with fields* through ``structlog.get_logger()``; this
+module only decides how they are rendered. Secrets must never be passed as
+fields: values that could hold them (environment, credentials) are not logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+
+class _StderrLogger:
+    """Writes each rendered event to *the current* ``sys.stderr``.
+
+    Looking the stream up per event (instead of binding it once) keeps logging
+    working when stderr is swapped, as test runners and daemons do.
+    """
+
+    def __init__(self, *_args: object) -> None:
+        pass
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
+    """Route structlog to stderr; ``json=None`` picks JSON unless stderr is a TTY."""
+    use_json = (not sys.stderr.isatty()) if json is None else json
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer(sort_keys=True)
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=_StderrLogger,
+        cache_logger_on_first_use=False,
+    )
