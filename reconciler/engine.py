@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import docker
@@ -101,6 +103,22 @@ def _observed_container(info: Mapping[str, Any]) -> ObservedContainer:
         restart_count=int(info.get("RestartCount") or 0),
         exit_code=None if exit_code is None else int(exit_code),
     )
+
+
+CONTAINER_EVENTS = ("die", "destroy", "stop")
+"""Container events of managed containers that may mean drift (see :meth:`DockerEngine.events`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerEvent:
+    """One engine event about a managed container (``action``: die, destroy or stop)."""
+
+    action: str
+    container_id: str
+    name: str
+    stack: str
+    service: str
+    at: float  # seconds since the epoch (engine clock)
 
 
 class DockerEngine:
@@ -379,6 +397,62 @@ class DockerEngine:
             return
         except _DOCKER_ERRORS as e:
             _fail(f"removing container {container_id[:12]}", e)
+
+    # ------------------------------------------------------------------- events
+
+    def events(self, device: str, stop: threading.Event) -> Iterator[ContainerEvent]:
+        """Die / destroy / stop events of ``device``'s managed containers, as they happen.
+
+        Subscribes before returning (events from then on are not missed); iterating
+        blocks until an event arrives and ends when ``stop`` is set (the stream is
+        closed from a watcher thread) or the engine closes the stream. Raises
+        ``EngineError`` when the engine cannot be reached. Use a separate engine
+        instance for this: the stream holds its connection for as long as it runs.
+        """
+        filters = {
+            "type": ["container"],
+            "event": list(CONTAINER_EVENTS),
+            "label": [f"{LABEL_MANAGED}=true", f"{LABEL_DEVICE}={device}"],
+        }
+        try:
+            stream = self.api.events(filters=filters, decode=True)
+        except _DOCKER_ERRORS as e:
+            _fail("subscribing to events", e)
+        return _read_events(stream, stop)
+
+
+def _read_events(stream: Any, stop: threading.Event) -> Iterator[ContainerEvent]:
+    """Translate a docker event stream; close it when ``stop`` is set or it ends."""
+    ended = threading.Event()
+
+    def close_on_stop() -> None:
+        while not stop.wait(5.0):
+            if ended.is_set():
+                return
+        stream.close()
+
+    threading.Thread(target=close_on_stop, name="docker-events-stop", daemon=True).start()
+    try:
+        for raw in stream:
+            if stop.is_set():
+                return
+            actor = raw.get("Actor") or {}
+            attributes: Mapping[str, str] = actor.get("Attributes") or {}
+            yield ContainerEvent(
+                action=str(raw.get("Action") or raw.get("status") or ""),
+                container_id=str(actor.get("ID") or raw.get("id") or ""),
+                name=str(attributes.get("name", "")),
+                stack=str(attributes.get(LABEL_STACK, "")),
+                service=str(attributes.get(LABEL_SERVICE, "")),
+                at=float(raw.get("timeNano") or 0) / 1e9 or float(raw.get("time") or 0),
+            )
+    except (*_DOCKER_ERRORS, AttributeError, ValueError, OSError) as e:
+        # AttributeError / OSError: the stream was closed under the reader.
+        if not stop.is_set():
+            _fail("reading events", e)
+    finally:
+        ended.set()
+        stream.close()
 
 
 if TYPE_CHECKING:  # mypy proves the adapter satisfies the port

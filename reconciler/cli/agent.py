@@ -1,0 +1,96 @@
+"""`fleetgate agent [--config FILE] [--once] [--<key> VALUE ...]`: the daemon on each device.
+
+The composition root of the agent: resolves the configuration (file, ``FLEETGATE_*``
+environment, flags; see :mod:`reconciler.agentconfig`), builds the real adapters (the
+Docker engine twice: one connection for passes, one held by the event stream; the
+state store; the Git source; the status publishers) and the triggers (Docker events,
+file events on a local repository path and the ``watch`` folders, SIGHUP, the HTTP
+nudge), then runs :class:`reconciler.agent.Agent` until SIGTERM / SIGINT. Exit 0 after
+a stop; with ``--once``, one pass and exit 0 when it converged, 1 otherwise.
+Bad configuration: one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from reconciler.agent import Agent, FileStatus
+from reconciler.agentconfig import HELP, KEYS, AgentConfig, dest_name, environment, flag_name
+from reconciler.agentconfig import load_config as load_agent_config
+from reconciler.cli import EXIT_FAILED, EXIT_OK
+from reconciler.engine import DockerEngine
+from reconciler.source import is_url
+from reconciler.statushttp import StatusServer
+from reconciler.store import StateStore
+from reconciler.triggers import EngineEventWatch, FileWatch, Wakeup, install_signal_handlers
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "agent",
+        help="the daemon on each device: pull, gate, converge, heal, report",
+        description=(
+            "Poll the fleet repository and keep this device converged. Every option is "
+            "also a key of the configuration file and a FLEETGATE_* environment variable; "
+            "flags win over the environment, which wins over the file."
+        ),
+    )
+    parser.add_argument(
+        "--config", default=None, help="configuration file (default /etc/fleetgate/agent.yaml)"
+    )
+    parser.add_argument("--once", action="store_true", help="run one pass and exit")
+    for key in KEYS:
+        if key == "watch":
+            parser.add_argument(
+                flag_name(key), dest=dest_name(key), action="append", help=HELP[key]
+            )
+        else:
+            parser.add_argument(flag_name(key), dest=dest_name(key), default=None, help=HELP[key])
+    parser.set_defaults(handler=run)
+
+
+def load_config(args: argparse.Namespace) -> AgentConfig:
+    flags = {key: getattr(args, dest_name(key)) for key in KEYS}
+    return load_agent_config(args.config, environment(), flags)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    runtime = DockerEngine(config.docker_host)
+    store = StateStore(config.state_dir, config.device)
+    publisher = FileStatus(config.state_dir)
+    if args.once:
+        status = Agent(config, runtime=runtime, store=store, publisher=publisher).run(once=True)
+        runtime.close()
+        return EXIT_OK if status.outcome == "succeeded" else EXIT_FAILED
+    wakeup = Wakeup()
+    events_engine = DockerEngine(config.docker_host)
+    watcher = EngineEventWatch(events_engine, config.device, wakeup, max_backoff=config.max_backoff)
+    agent = Agent(
+        config,
+        runtime=runtime,
+        store=store,
+        publisher=publisher,
+        wakeup=wakeup,
+        events_connected=watcher.connected,
+    )
+    folders = [(folder, "watch") for folder in config.watch]
+    if not is_url(config.repo):
+        folders.append((Path(config.repo), "repo"))
+    files = FileWatch(wakeup, folders)
+    install_signal_handlers(on_hup=lambda: agent.nudge("sighup"), on_term=agent.request_stop)
+    server = StatusServer(config.status_listen, agent.status, agent.nudge)
+    server.start()
+    watcher.start()
+    files.start()
+    try:
+        agent.run()
+    finally:
+        files.stop()
+        watcher.stop()
+        server.stop()
+        events_engine.close()
+        runtime.close()
+    return EXIT_OK

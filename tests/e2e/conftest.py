@@ -1,0 +1,36 @@
+"""Fixtures of the end-to-end tests: a served fleet and agent processes that always die."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.agentproc import AgentProcess, Fleet
+
+
+@pytest.fixture
+def fleet(served: Path, device_id: str, busybox_image: str, test_run_id: str) -> Fleet:
+    return Fleet(served / "fleet", device_id, busybox_image, test_run_id)
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+    """Start an agent with a config (device, repo, ...); every one is killed afterwards."""
+    started: list[AgentProcess] = []
+
+    def start(**config: Any) -> AgentProcess:
+        folder = tmp_path / f"agent-{len(started)}"
+        folder.mkdir()
+        # A restart (a second agent in one test) keeps the first one's state directory.
+        agent = AgentProcess(folder, config, started[0].state if started else None)
+        started.append(agent.start())
+        return agent
+
+    yield start
+    for agent in started:
+        agent.kill()
+        if agent.log_path.exists():
+            print(f"--- {agent.log_path} (tail)\n" + "\n".join(agent.log().splitlines()[-15:]))
