@@ -1,0 +1,344 @@
+"""Render one stack for one device, memoized across the devices of a fleet.
+
+``validate`` renders every device (10,000 devices x ~3 stacks within seconds), so the
+expensive part — interpolation, Compose normalization, service ordering and the JSON of
+every hashed field — is done once per *key* and only the device's names are filled in.
+
+The key is the stack manifest and the repository tree (by identity: a tree is one
+revision's snapshot and a reload makes new manifests, so a new revision never hits an
+old entry), the state dir and the values of exactly the variables the stack can observe
+(``referenced_variables`` plus bare ``environment`` names and env-file lookups). The
+device id is *not* in the key unless the stack references ``FLEETGATE_DEVICE`` (whose
+value may feed a path lookup or a number). Otherwise the stack is normalized for a
+placeholder device whose id contains NUL bytes (so it cannot occur in any manifest
+value), with ``FLEETGATE_LOCK_DIR`` at the placeholder's lock dir (an absolute path that
+is only ever compared by prefix), and the placeholder is replaced by the real id
+afterwards: in spec values, and in the cached canonical JSON (where it appears as
+``\\u0000device\\u0000``; device ids need no escaping). Both replacements are exact.
+
+On a miss (say a per-device ``PLC_ADDRESS``), the work is still shared below the stack:
+the compose document is compiled once so interpolation copies only subtrees holding a
+``$``; services whose interpolated mapping is unchanged come from a per-service memo
+(see ``normalize_compose``), and their field JSON and hashes are reused by identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import Any
+
+from reconciler.compose import NormalizedStack, ServiceMemo, normalize_compose
+from reconciler.compose_context import StackContext
+from reconciler.compose_env import EnvFileError, env_file_names, parse_env_file
+from reconciler.errors import Finding
+from reconciler.interpolation import CompiledDocument, InterpolationProblem
+from reconciler.interpolation import referenced_variables as template_variables
+from reconciler.model import (
+    ConfigFile,
+    Mount,
+    NetworkAttachment,
+    NetworkSpec,
+    ServiceSpec,
+    StackManifest,
+    StackSpec,
+    VolumeSpec,
+)
+from reconciler.render_hash import (
+    HASHED_FIELDS,
+    field_texts,
+    hashes_from_texts,
+    short_hash,
+    whole_json,
+)
+from reconciler.targeting import Target, lock_dir, stack_variables
+from reconciler.tree import RepoTree, TreeEscape
+from reconciler.yamlio import line_at
+
+PLACEHOLDER = "\x00device\x00"
+_PLACEHOLDER_JSON = "\\u0000device\\u0000"
+_MEMO_SIZE = 4096
+_INDEX = {f.name: i for i, f in enumerate(fields(ServiceSpec))}
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A normalized service for the key's device, with its field JSON precomputed."""
+
+    spec: ServiceSpec
+    dirty: tuple[str, ...]  # ServiceSpec fields that contain the placeholder
+    args: tuple[Any, ...]  # the spec's field values in declaration order (fast rebuild)
+    whole: str  # canonical JSON of the hashed fields (placeholder inside when dirty)
+    field_hashes: tuple[tuple[str, str], ...]  # dirty entries recomputed per device
+    dirty_texts: tuple[tuple[int, str], ...]  # (index in field_hashes, JSON with placeholder)
+
+
+@dataclass(frozen=True, slots=True)
+class StackOutcome:
+    """A stack rendered for one device, or why it could not be."""
+
+    spec: StackSpec | None
+    findings: tuple[Finding, ...]  # compose findings (no device name in them)
+    problems: tuple[InterpolationProblem, ...]  # formatted per device by render
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    normalized: NormalizedStack | None
+    services: tuple[_Prepared, ...]
+    findings: tuple[Finding, ...]
+    problems: tuple[InterpolationProblem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _StackInfo:
+    stack: StackManifest
+    tree: RepoTree
+    names: frozenset[str] | None  # None: unknowable (interpolated env_file path)
+    services: dict[tuple[str, str], ServiceMemo]  # (device-as, state dir) -> service memo
+    prepared: dict[int, tuple[ServiceSpec, _Prepared]]  # by spec identity
+    compiled: CompiledDocument
+
+
+_memo: OrderedDict[tuple[Any, ...], tuple[_StackInfo, _Cached]] = OrderedDict()
+_info_memo: OrderedDict[int, _StackInfo] = OrderedDict()
+
+
+def _remember(memo: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    memo[key] = value
+    if len(memo) > _MEMO_SIZE:
+        memo.popitem(last=False)
+
+
+def _stack_info(stack: StackManifest, tree: RepoTree) -> _StackInfo:
+    hit = _info_memo.get(id(stack))
+    if hit is not None and hit.stack is stack and hit.tree is tree:
+        return hit
+    info = _StackInfo(
+        stack, tree, observed_variables(stack, tree), {}, {}, CompiledDocument(stack.compose)
+    )
+    _remember(_info_memo, id(stack), info)
+    return info
+
+
+def observed_variables(stack: StackManifest, tree: RepoTree) -> frozenset[str] | None:
+    """Variables a stack's render can depend on; ``None`` when not knowable statically."""
+    names: set[str] = set(template_variables(stack.compose))
+    services = stack.compose.get("services") if isinstance(stack.compose, dict) else None
+    stack_dir = stack.compose_path.rpartition("/")[0]
+    for svc in services.values() if isinstance(services, dict) else ():
+        if not isinstance(svc, dict):
+            continue
+        env = svc.get("environment")
+        if isinstance(env, dict):
+            names.update(str(k) for k, v in env.items() if v is None)
+        elif isinstance(env, list):
+            names.update(str(v) for v in env if isinstance(v, str) and "=" not in v)
+        files = svc.get("env_file")
+        for entry in [files] if isinstance(files, str | dict) else (files or []):
+            path = entry.get("path") if isinstance(entry, dict) else entry
+            if not isinstance(path, str) or "$" in path:
+                return None
+            rel = tree.normalize(path, stack_dir)
+            try:
+                if rel is not None and tree.kind(rel) == "file":
+                    names.update(env_file_names(parse_env_file(tree.read_bytes(rel).decode())))
+            except (OSError, UnicodeDecodeError, TreeEscape, EnvFileError):
+                pass  # normalization reports the file
+    return frozenset(names)
+
+
+def ordered(
+    services: tuple[ServiceSpec, ...], stack: StackManifest
+) -> tuple[tuple[ServiceSpec, ...], list[Finding]]:
+    """Dependencies first, then by name (Kahn's algorithm with a name-ordered heap)."""
+    by_name = {s.service: s for s in services}
+    waiting = {
+        s.service: {d.service for d in s.depends_on if d.service in by_name} for s in services
+    }
+    ready = [name for name, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
+    out: list[ServiceSpec] = []
+    while ready:
+        name = heapq.heappop(ready)
+        out.append(by_name[name])
+        for other, deps in waiting.items():
+            if name in deps:
+                deps.discard(name)
+                if not deps:
+                    heapq.heappush(ready, other)
+    stuck = sorted(n for n, deps in waiting.items() if deps)
+    findings = [
+        Finding(
+            stack.compose_path,
+            line_at(stack.compose, ["services", name, "depends_on"]),
+            f"services.{name}.depends_on: dependency cycle among {', '.join(stuck)}; break it",
+        )
+        for name in stuck
+    ]
+    return tuple(out), findings
+
+
+def rebind(value: Any, real: str) -> Any:
+    """Replace the placeholder device id by ``real`` everywhere in a spec value.
+
+    Parts without the placeholder are returned as the same objects (cheap to compare).
+    """
+    if isinstance(value, str):
+        return value.replace(PLACEHOLDER, real) if PLACEHOLDER in value else value
+    if isinstance(value, Mount):
+        if PLACEHOLDER not in value.source:
+            return value
+        return Mount(
+            value.kind, value.source.replace(PLACEHOLDER, real), value.target, value.read_only
+        )
+    if isinstance(value, NetworkAttachment):
+        if PLACEHOLDER not in value.network:
+            return value
+        name = value.network.replace(PLACEHOLDER, real)
+        return NetworkAttachment(name, value.aliases, value.ipv4_address)
+    if isinstance(value, NetworkSpec | VolumeSpec):
+        return replace(value, name=value.name.replace(PLACEHOLDER, real))
+    if isinstance(value, ConfigFile):
+        return ConfigFile(
+            value.repo_path, value.host_path.replace(PLACEHOLDER, real), value.digest, value.mode
+        )
+    if isinstance(value, tuple):
+        changed = False
+        items = []
+        for item in value:
+            new = rebind(item, real)
+            changed = changed or new is not item
+            items.append(new)
+        return tuple(items) if changed else value
+    if is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for f in fields(value):
+            old = getattr(value, f.name)
+            new = rebind(old, real)
+            if new is not old:
+                changes[f.name] = new
+        return replace(value, **changes) if changes else value
+    return value
+
+
+def _compute(
+    stack: StackManifest,
+    info: _StackInfo,
+    device: str,
+    state_dir: str,
+    variables: Mapping[str, str],
+) -> _Cached:
+    doc, problems = info.compiled.interpolate(variables)
+    if problems:
+        return _Cached(None, (), (), problems)
+    ctx = StackContext(
+        tree=info.tree,
+        device=device,
+        stack=stack.name,
+        compose_path=stack.compose_path,
+        state_dir=state_dir,
+        lock_dir=lock_dir(state_dir, device, stack.name),
+        variables=variables,
+    )
+    memo = None
+    if device == PLACEHOLDER:  # a per-device memo would never be hit again
+        memo = info.services.setdefault((device, state_dir), {})
+        if len(memo) > _MEMO_SIZE:
+            memo.clear()
+    norm = normalize_compose(doc, ctx, memo)
+    services, cycle = ordered(norm.services, stack)
+    prepared = []
+    for svc in services:
+        # The service memo hands back the same spec object for an unchanged service.
+        hit = info.prepared.get(id(svc))
+        if hit is None or hit[0] is not svc:
+            hit = (svc, _prepare(svc, device == PLACEHOLDER))
+            info.prepared[id(svc)] = hit
+            if len(info.prepared) > _MEMO_SIZE:
+                info.prepared.clear()
+        prepared.append(hit[1])
+    return _Cached(norm, tuple(prepared), (*norm.findings, *cycle), ())
+
+
+def _prepare(svc: ServiceSpec, placeholder: bool) -> _Prepared:
+    """Field JSON, hashes and placeholder positions of a normalized service."""
+    texts = field_texts(svc)
+    # Only the identity field `device` and hashed fields can hold the placeholder.
+    dirty: tuple[str, ...] = ()
+    if placeholder:
+        dirty = ("device", *(n for n in HASHED_FIELDS if _PLACEHOLDER_JSON in texts[n]))
+    config_hash, field_hashes = hashes_from_texts(texts)
+    dirty_texts = tuple((i, texts[name]) for i, name in enumerate(HASHED_FIELDS) if name in dirty)
+    done = svc if dirty else replace(svc, config_hash=config_hash, field_hashes=field_hashes)
+    args = tuple(getattr(svc, f.name) for f in fields(ServiceSpec))
+    return _Prepared(done, dirty, args, whole_json(texts), field_hashes, dirty_texts)
+
+
+def render_stack(
+    stack: StackManifest, tree: RepoTree, target: Target, state_dir: str
+) -> StackOutcome:
+    """The stack's spec on ``target``'s device (hashes included), memoized (module doc)."""
+    device = target.device.id
+    info = _stack_info(stack, tree)
+    real_vars = stack_variables(target, stack.variables, state_dir, stack.name)
+    per_device = info.names is None or "FLEETGATE_DEVICE" in info.names
+    as_device = device if per_device else PLACEHOLDER
+    if info.names is None:
+        values: tuple[Any, ...] = tuple(sorted(real_vars.items()))
+    else:
+        values = tuple(
+            None if n == "FLEETGATE_LOCK_DIR" else real_vars.get(n) for n in sorted(info.names)
+        )
+    key = (id(stack), id(tree), state_dir, as_device if per_device else None, values)
+    hit = _memo.get(key)
+    if hit is not None and hit[0] is info:
+        _memo.move_to_end(key)
+        cached = hit[1]
+    else:
+        variables = dict(real_vars)
+        variables["FLEETGATE_DEVICE"] = as_device
+        variables["FLEETGATE_LOCK_DIR"] = lock_dir(state_dir, as_device, stack.name)
+        cached = _compute(stack, info, as_device, state_dir, variables)
+        _remember(_memo, key, (info, cached))
+    norm = cached.normalized
+    if norm is None:
+        return StackOutcome(None, (), cached.problems)
+    services = []
+    for prep in cached.services:
+        if not prep.dirty:
+            services.append(prep.spec)
+            continue
+        # Positional construction: dataclasses.replace is the hot spot at fleet scale.
+        args = list(prep.args)
+        for name in prep.dirty:
+            args[_INDEX[name]] = rebind(args[_INDEX[name]], device)
+        whole = prep.whole.replace(_PLACEHOLDER_JSON, device)
+        args[_INDEX["config_hash"]] = hashlib.sha256(whole.encode()).hexdigest()
+        shorts = list(prep.field_hashes)
+        for index, text in prep.dirty_texts:
+            shorts[index] = (shorts[index][0], short_hash(text.replace(_PLACEHOLDER_JSON, device)))
+        args[_INDEX["field_hashes"]] = tuple(shorts)
+        services.append(ServiceSpec(*args))
+    findings = cached.findings
+    networks, volumes = norm.networks, norm.volumes
+    config_files, data_dirs = norm.config_files, norm.data_dirs
+    if not per_device:
+        networks, volumes = rebind(networks, device), rebind(volumes, device)
+        config_files, data_dirs = rebind(config_files, device), rebind(data_dirs, device)
+        findings = rebind(findings, device)
+    stack_spec = StackSpec(
+        name=stack.name,
+        services=tuple(services),
+        networks=networks,
+        volumes=volumes,
+        config_files=config_files,
+        data_dirs=data_dirs,
+        lock_dir=lock_dir(state_dir, device, stack.name),
+        health_timeout=stack.health_timeout,
+        update_strategy=stack.update_strategy,
+    )
+    return StackOutcome(stack_spec, findings, ())
