@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     """One problem in the fleet repository, printed as ``path:line: message``.
 
@@ -38,6 +38,14 @@ class Finding:
 
     def to_json(self) -> dict[str, object]:
         return {"path": self.path, "line": self.line, "message": self.message}
+
+    def __lt__(self, other: Finding) -> bool:
+        """Report order: by file, then line (file-wide findings first), then message."""
+        return (self.path, self.line or 0, self.message) < (
+            other.path,
+            other.line or 0,
+            other.message,
+        )
 
 
 class FleetgateError(Exception):
