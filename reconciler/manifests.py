@@ -46,6 +46,7 @@ from reconciler.model import (
 from reconciler.schemacheck import schema_findings
 from reconciler.tree import RepoTree, TreeEscape
 from reconciler.units import parse_duration
+from reconciler.workers import map_forked
 from reconciler.yamlio import MAX_MANIFEST_BYTES, LineDict, LineList, parse_yaml
 
 DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -231,6 +232,35 @@ def _stack_refs(doc: Any, path: str, stacks: Mapping[str, Any], folders: set[str
     return out
 
 
+def _load_device(
+    tree: RepoTree,
+    device_id: str,
+    path: str,
+    stacks: Mapping[str, StackManifest],
+    folders: set[str],
+) -> tuple[DeviceManifest | None, list[Finding]]:
+    if not DEVICE_ID.fullmatch(device_id):
+        message = f"device id {device_id!r} must match [a-z0-9][a-z0-9-]{{0,62}}; rename the file"
+        return None, [Finding(path, None, message)]
+    doc, more = read_manifest(tree, path, "device")
+    more += _stack_refs(doc, path, stacks, folders)
+    windows, window_findings = parse_windows(_get(doc, "updateWindows"), path)
+    more += window_findings
+    if doc is None or more:
+        return None, more
+    device = DeviceManifest(
+        id=device_id,
+        labels=text_map(doc.get("labels")),
+        arch=doc.get("arch"),
+        capabilities=tuple(doc.get("capabilities") or ()),
+        variables=text_map(doc.get("variables")),
+        update_windows=windows if "updateWindows" in doc else None,
+        stacks=tuple(doc.get("stacks") or ()),
+        location=Location(path, 1),
+    )
+    return device, []
+
+
 def load_repository(
     tree: RepoTree, revision: str | None = None
 ) -> tuple[FleetRepository, tuple[Finding, ...]]:
@@ -274,30 +304,13 @@ def load_repository(
     devices: dict[str, DeviceManifest] = {}
     files, more = _yaml_files(tree, "devices")
     findings += more
-    for device_id, path in files.items():
-        if not DEVICE_ID.fullmatch(device_id):
-            message = (
-                f"device id {device_id!r} must match [a-z0-9][a-z0-9-]{{0,62}}; rename the file"
-            )
-            findings.append(Finding(path, None, message))
-            continue
-        doc, more = read_manifest(tree, path, "device")
-        more += _stack_refs(doc, path, stacks, folders)
-        windows, window_findings = parse_windows(_get(doc, "updateWindows"), path)
-        more += window_findings
+    loaded = map_forked(
+        lambda item: _load_device(tree, item[0], item[1], stacks, folders), list(files.items())
+    )
+    for device, more in loaded:
         findings += more
-        if doc is None or more:
-            continue
-        devices[device_id] = DeviceManifest(
-            id=device_id,
-            labels=text_map(doc.get("labels")),
-            arch=doc.get("arch"),
-            capabilities=tuple(doc.get("capabilities") or ()),
-            variables=text_map(doc.get("variables")),
-            update_windows=windows if "updateWindows" in doc else None,
-            stacks=tuple(doc.get("stacks") or ()),
-            location=Location(path, 1),
-        )
+        if device is not None:
+            devices[device.id] = device
 
     repo = FleetRepository(
         fleet=fleet, devices=devices, groups=groups, stacks=stacks, revision=revision

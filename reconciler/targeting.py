@@ -42,13 +42,29 @@ def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> 
     return all(labels.get(key) == value for key, value in selector.items())
 
 
+_GroupMemo = dict[tuple[tuple[str, str], ...], tuple[GroupManifest, ...]]
+_memo: list[tuple[Mapping[str, GroupManifest], _GroupMemo]] = []
+"""The last repository's groups and, per distinct label set, the groups matching it.
+
+A fleet of 10,000 devices has a few hundred distinct label sets; validate and impact
+ask for every device. One entry only: a new repository value replaces it."""
+
+
 def matching_groups(repo: FleetRepository, device: DeviceManifest) -> tuple[GroupManifest, ...]:
     """The groups that apply to ``device``, in file-name (sorted name) order."""
-    return tuple(
-        repo.groups[name]
-        for name in sorted(repo.groups)
-        if selector_matches(repo.groups[name].selector, device.labels)
-    )
+    if not _memo or _memo[0][0] is not repo.groups:
+        _memo[:] = [(repo.groups, {})]
+    by_labels = _memo[0][1]
+    key = tuple(sorted(device.labels.items()))
+    found = by_labels.get(key)
+    if found is None:
+        found = tuple(
+            repo.groups[name]
+            for name in sorted(repo.groups)
+            if selector_matches(repo.groups[name].selector, device.labels)
+        )
+        by_labels[key] = found
+    return found
 
 
 def target_device(repo: FleetRepository, device: DeviceManifest) -> Target:

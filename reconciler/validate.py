@@ -28,6 +28,7 @@ from reconciler.model import DesiredState, FleetRepository, Policy
 from reconciler.render import Rendered, render_device
 from reconciler.targeting import target_device
 from reconciler.tree import RepoTree
+from reconciler.workers import map_forked
 
 DEFAULT_STATE_DIR = "/var/lib/fleetgate"
 
@@ -119,9 +120,9 @@ def check_fleet(
         policy = policy_mod.narrow(policy, local_policy)
     findings: set[Finding] = set(loaded)
     shared: dict[Finding, list[str]] = {}
-    for device_id in sorted(repo.devices):
+    for device_id, found in _every_device(repo, tree, policy, state_dir):
         own = repo.devices[device_id].location.path
-        for finding in device_findings(repo, tree, device_id, policy, state_dir):
+        for finding in found:
             if finding.path == own:
                 findings.add(finding)
             else:
@@ -132,6 +133,15 @@ def check_fleet(
         findings.add(Finding(finding.path, finding.line, message))
     ordered = sorted(findings, key=lambda f: (f.path, f.line or 0, f.message))
     return Validation(tuple(ordered), devices=len(repo.devices), stacks=len(repo.stacks))
+
+
+def _every_device(
+    repo: FleetRepository, tree: RepoTree, policy: Policy, state_dir: str
+) -> list[tuple[str, list[Finding]]]:
+    """``(device id, findings)`` for every device, in id order (forked for large fleets)."""
+    ids = sorted(repo.devices)
+    found = map_forked(lambda d: device_findings(repo, tree, d, policy, state_dir), ids)
+    return list(zip(ids, found, strict=True))
 
 
 def _without_device(finding: Finding, device_id: str, own: str) -> Finding:
