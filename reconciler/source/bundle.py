@@ -25,16 +25,11 @@ stay unreferenced until ``git gc``).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
-import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +48,7 @@ from reconciler.bundle import (
     parse_manifest,
 )
 from reconciler.errors import SignatureError, SourceError
-from reconciler.source.fetch import cache_key
+from reconciler.source.fetch import cache_key, init_mirror, mirror_lock
 from reconciler.source.gitcmd import check, reason, run_git
 
 BUNDLE_REPO = "bundle://offline"
@@ -240,44 +235,9 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path, timeout: float) -> Iterator[None]:
-    """The same ``flock`` the fetcher holds on a mirror (agent and CLI may share it)."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise SourceError("the mirror is locked by another fleetgate process") from None
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)
-
-
 def _mirror_git(mirror: Path, args: list[str]) -> tuple[int, str, str]:
     result = run_git(args, cwd=None, git_dir=mirror, timeout=TIMEOUT)
     return result.status, result.stdout.strip(), reason(result, TIMEOUT)
-
-
-def _init_mirror(mirror: Path, repo: str) -> None:
-    if (mirror / "HEAD").is_file():
-        return
-    tmp = Path(tempfile.mkdtemp(dir=mirror.parent, prefix=".init-"))
-    try:
-        check(
-            run_git(["init", "--bare", "--quiet", str(tmp)], cwd=None, timeout=TIMEOUT),
-            "cannot create the mirror",
-            TIMEOUT,
-        )
-        (tmp / "fleetgate-url").write_text(repo + "\n", encoding="utf-8")
-        tmp.rename(mirror)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _is_ancestor(mirror: Path, old: str, new: str) -> bool:
@@ -301,8 +261,9 @@ def import_bundle(
         signer = _verify_signature(manifest_bytes, signature, allowed_signers)
         manifest = parse_manifest(manifest_bytes)
         check_content(manifest, _digest(git_bundle), git_bundle.stat().st_size)
-        with _locked(mirror.with_suffix(".lock"), TIMEOUT):
-            _init_mirror(mirror, repo)
+        with mirror_lock(mirror.with_suffix(".lock"), TIMEOUT, repo):
+            if not (mirror / "HEAD").is_file():
+                init_mirror(mirror, repo, TIMEOUT)
             return _import_verified(
                 mirror,
                 git_bundle=git_bundle,

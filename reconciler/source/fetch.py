@@ -236,9 +236,9 @@ def _open_url(url: str, cache_dir: Path, ref: str | None, timeout: float, guard:
     shown = redact(url)
     mirror = cache_dir / "mirrors" / f"{cache_key(url)}.git"
     mirror.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(mirror.with_suffix(".lock"), timeout, shown):
+    with mirror_lock(mirror.with_suffix(".lock"), timeout, shown):
         if not (mirror / "HEAD").is_file():
-            _init_mirror(mirror, shown, timeout)
+            init_mirror(mirror, shown, timeout)
         sha = _have_commit(mirror, ref, timeout) if ref is not None and _SHA.match(ref) else None
         if sha is None:
             _fetch(mirror, url, shown, timeout)
@@ -248,7 +248,7 @@ def _open_url(url: str, cache_dir: Path, ref: str | None, timeout: float, guard:
     return Checkout(root=root, revision=sha, url=shown)
 
 
-def _init_mirror(mirror: Path, shown: str, timeout: float) -> None:
+def init_mirror(mirror: Path, shown: str, timeout: float) -> None:
     """Create the bare mirror in a temporary directory, then move it into place."""
     tmp = Path(tempfile.mkdtemp(dir=mirror.parent, prefix=".init-"))
     try:
@@ -411,7 +411,7 @@ def prune_checkouts(cache_dir: Path, keep: set[str]) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def _locked(lock_path: Path, timeout: float, shown: str) -> Iterator[None]:
+def mirror_lock(lock_path: Path, timeout: float, shown: str) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``lock_path`` (agent and CLI may share a cache)."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -423,8 +423,8 @@ def _locked(lock_path: Path, timeout: float, shown: str) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise SourceError(
-                        f"cannot fetch {shown}: its mirror is locked by another fleetgate "
-                        f"process for more than {timeout:g}s"
+                        f"the mirror of {shown} is locked by another fleetgate process "
+                        f"for more than {timeout:g}s"
                     ) from None
                 time.sleep(_LOCK_POLL)
         yield
