@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import structlog
 
@@ -23,8 +24,13 @@ class _StderrLogger:
     def __init__(self, *_args: object) -> None:
         pass
 
+    _lock = threading.Lock()  # one line per event even when several threads log at once
+
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        with self._lock:
+            stream = sys.stderr
+            stream.write(message + "\n")
+            stream.flush()
 
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
