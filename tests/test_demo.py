@@ -1,0 +1,101 @@
+"""``scripts/demo``, the README's main job, end to end on the real engine.
+
+The demo runs in its own folder, as its own device (``fgt-<run>-<n>``, so the
+session's Docker finalizer owns it) and on its own dashboard port, so it never
+collides with a demo the user left running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import docker
+import pytest
+from support.gitserver import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "scripts" / "demo"
+SHA = r"[0-9a-f]{7}"
+
+
+def demo_env(folder: Path, device: str, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FLEETGATE_DEMO_DIR": str(folder),
+        "FLEETGATE_DEMO_DEVICE": device,
+        "FLEETGATE_DEMO_PORT": str(port),
+    }
+
+
+def owned(client: docker.DockerClient, device: str) -> list[str]:
+    """Names of the device's fleetgate-managed containers and networks."""
+    filters = {"label": ["io.fleetgate.managed=true", f"io.fleetgate.device={device}"]}
+    containers = [c.name for c in client.containers.list(all=True, filters=filters)]
+    networks = [n.name for n in client.networks.list(filters=filters)]
+    return sorted(containers + networks)
+
+
+def tail(result: subprocess.CompletedProcess[str]) -> str:
+    return "\n".join((result.stdout + result.stderr).splitlines()[-40:])
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+class TestDemo:
+    """The demo shows rollout, update, automatic and manual rollback, then cleans up."""
+
+    def test_runs_end_to_end_and_cleans_up(
+        self, tmp_path: Path, device_id: str, docker_client: docker.DockerClient
+    ) -> None:
+        """The demo exits 0 with a summary of all four steps; --clean removes its containers."""
+        folder = tmp_path / "demo"
+        env = demo_env(folder, device_id, free_port())
+        try:
+            result = subprocess.run(
+                [str(DEMO)], env=env, capture_output=True, text=True, timeout=600, check=False
+            )
+            print(result.stdout[-3000:])
+            assert result.returncode == 0, tail(result)
+            assert "Traceback" not in result.stdout + result.stderr
+            summary = result.stdout.partition("==> summary")[2]
+            assert re.search(rf"first rollout\s+{SHA}\s+converged and healthy", summary), summary
+            assert re.search(rf"update\s+{SHA}\s+sensor :1 -> :2, converged in", summary), summary
+            assert re.search(rf"bad release\s+{SHA}\s+rolled back by the agent in", summary)
+            assert re.search(rf"fleetgate rollback\s+{SHA}\s+reverts {SHA}, converged", summary)
+            running = docker_client.containers.list(
+                filters={"label": f"io.fleetgate.device={device_id}", "status": "running"}
+            )
+            assert sorted(c.name for c in running) == [
+                f"{device_id}_demo_dashboard",
+                f"{device_id}_demo_sensor",
+            ], "the demo leaves its containers running"
+        finally:
+            clean = subprocess.run(
+                [str(DEMO), "--clean"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        assert clean.returncode == 0, tail(clean)
+        assert owned(docker_client, device_id) == []
+        assert not (folder / "git").exists()
+        assert (folder / "state" / "data").is_dir(), "--clean keeps the data"
+        assert [p.name for p in (folder / "state").iterdir()] == ["data"]
+
+
+class TestDemoArguments:
+    """Mistakes on the command line are one line and a non-zero exit."""
+
+    def test_unknown_argument(self, tmp_path: Path) -> None:
+        """An unknown argument names itself and exits 1 before anything is installed."""
+        env = demo_env(tmp_path / "demo", "demo-args", free_port())
+        result = subprocess.run(
+            [str(DEMO), "--bogus"], env=env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines()[-1] == "error: unknown argument: --bogus"
