@@ -16,12 +16,24 @@ from collections.abc import Callable, Sequence
 
 from reconciler import __version__
 from reconciler.errors import FleetgateError, ManifestError, UsageError
+from reconciler.logs import configure_logging
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-COMMANDS: tuple[str, ...] = ("validate", "render")
+COMMANDS: tuple[str, ...] = (
+    "validate",
+    "render",
+    "plan",
+    "apply",
+    "agent",
+    "status",
+    "impact",
+    "history",
+    "rollback",
+    "bundle",
+)
 """Subcommand modules under ``reconciler.cli``, in the order ``--help`` lists them."""
 
 Handler = Callable[[argparse.Namespace], int]
@@ -57,6 +69,7 @@ def add_output_flag(parser: argparse.ArgumentParser, *extra: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging()
     try:
         args = build_parser().parse_args(argv)
         handler: Handler = args.handler
