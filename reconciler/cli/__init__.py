@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from reconciler import __version__
 from reconciler.errors import FleetgateError, ManifestError, UsageError
 from reconciler.logs import configure_logging
+from reconciler.render import DEFAULT_STATE_DIR
+from reconciler.source import Checkout, is_url, open_source
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -66,6 +70,43 @@ def add_output_flag(parser: argparse.ArgumentParser, *extra: str) -> None:
         default="text",
         help="output format (json: stable, documented fields)",
     )
+
+
+def add_state_dir_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        default=None,
+        help=f"state directory (default: $FLEETGATE_STATE_DIR or {DEFAULT_STATE_DIR})",
+    )
+
+
+def state_dir_of(args: argparse.Namespace) -> Path:
+    """``--state-dir`` wins over ``FLEETGATE_STATE_DIR``, which wins over the default."""
+    return Path(args.state_dir or os.environ.get("FLEETGATE_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+def add_repo_flags(parser: argparse.ArgumentParser) -> None:
+    """``--repo PATH|URL`` and ``--ref REF``, shared by the commands that read a fleet."""
+    parser.add_argument(
+        "--repo", default=".", help="fleet repository: a folder or a Git URL (default: .)"
+    )
+    parser.add_argument(
+        "--ref",
+        default=None,
+        help="branch, tag or commit to read (default: the working tree / HEAD)",
+    )
+
+
+def checkout_repo(repo: str, ref: str | None) -> Checkout:
+    """The fleet repository named by ``--repo``/``--ref`` as a readable checkout.
+
+    A Git URL is fetched into the user's cache (``$XDG_CACHE_HOME/fleetgate``, else
+    ``~/.cache/fleetgate``); a folder is read as it is.
+    """
+    if not is_url(repo) and not Path(repo).is_dir():
+        raise UsageError(f"--repo {repo}: not a folder or a Git URL; pass the fleet repository")
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return open_source(repo, Path(base) / "fleetgate", ref=ref)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

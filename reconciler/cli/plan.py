@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli import EXIT_OK, add_output_flag
+from reconciler.cli import (
+    EXIT_OK,
+    add_output_flag,
+    add_repo_flags,
+    add_state_dir_flag,
+    state_dir_of,
+)
 from reconciler.convergence import existing_paths
 from reconciler.engine import DockerEngine
 from reconciler.errors import UsageError
@@ -31,26 +36,15 @@ from reconciler.source import Checkout, open_source
 from reconciler.store import StateStore
 from reconciler.tree import RepoTree
 
-DEFAULT_STATE_DIR = "/var/lib/fleetgate"
 _DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 def add_target_flags(parser: argparse.ArgumentParser) -> None:
     """``--device --repo --ref --state-dir --docker-host``, shared by plan and apply."""
     parser.add_argument("--device", required=True, help="device id (devices/<id>.yaml)")
-    parser.add_argument("--repo", default=".", help="fleet repository: folder or Git URL")
-    parser.add_argument("--ref", default=None, help="branch, tag or commit (default: HEAD)")
-    parser.add_argument(
-        "--state-dir",
-        default=None,
-        help=f"state directory (default: $FLEETGATE_STATE_DIR or {DEFAULT_STATE_DIR})",
-    )
+    add_repo_flags(parser)
+    add_state_dir_flag(parser)
     parser.add_argument("--docker-host", default=None, help="engine URL (default: DOCKER_HOST)")
-
-
-def state_dir_of(args: argparse.Namespace) -> Path:
-    """``--state-dir`` wins over ``FLEETGATE_STATE_DIR``, which wins over the default."""
-    return Path(args.state_dir or os.environ.get("FLEETGATE_STATE_DIR") or DEFAULT_STATE_DIR)
 
 
 def open_target(args: argparse.Namespace) -> tuple[str, Path, Checkout]:

@@ -20,14 +20,20 @@ import json
 import re
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
-from reconciler.cli import EXIT_OK, add_output_flag
-from reconciler.errors import Finding, ManifestError, UsageError
+from reconciler.cli import (
+    EXIT_OK,
+    add_output_flag,
+    add_repo_flags,
+    add_state_dir_flag,
+    checkout_repo,
+    state_dir_of,
+)
+from reconciler.errors import Finding, ManifestError
 from reconciler.manifests import load_repository
 from reconciler.model import DesiredState, Mount, PortBinding, ServiceSpec, StackSpec
-from reconciler.render import DEFAULT_STATE_DIR, render_device
+from reconciler.render import render_device
 from reconciler.render_hash import plain
 from reconciler.targeting import matching_groups
 from reconciler.tree import RepoTree
@@ -49,12 +55,8 @@ def register(subparsers: Any) -> None:
         description="Render one device's desired state from the fleet repository.",
     )
     parser.add_argument("--device", required=True, help="device id (devices/<id>.yaml)")
-    parser.add_argument("--repo", default=".", help="fleet repository folder (default: .)")
-    parser.add_argument(
-        "--state-dir",
-        default=DEFAULT_STATE_DIR,
-        help=f"agent state dir (default: {DEFAULT_STATE_DIR})",
-    )
+    add_repo_flags(parser)
+    add_state_dir_flag(parser)
     add_output_flag(parser)
     parser.set_defaults(handler=run)
 
@@ -195,11 +197,9 @@ def _relevant(findings: tuple[Finding, ...], device: str, stacks: set[str]) -> l
 
 
 def run(args: argparse.Namespace) -> int:
-    root = Path(args.repo)
-    if not root.is_dir():
-        raise UsageError(f"--repo {args.repo}: not a folder; pass the fleet repository's path")
-    tree = RepoTree(root)
-    repo, loaded = load_repository(tree)
+    checkout = checkout_repo(args.repo, args.ref)
+    tree = RepoTree(checkout.root)
+    repo, loaded = load_repository(tree, checkout.revision)
     device = repo.devices.get(args.device)
     stacks: set[str] = set()
     if device is not None:
@@ -207,6 +207,6 @@ def run(args: argparse.Namespace) -> int:
     problems = _relevant(loaded, args.device, stacks)
     if problems:
         raise ManifestError(problems)
-    state = render_device(repo, tree, args.device, args.state_dir).state
+    state = render_device(repo, tree, args.device, str(state_dir_of(args))).state
     sys.stdout.write(render_json(state) if args.output == "json" else render_text(state))
     return EXIT_OK

@@ -25,8 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli import EXIT_OK, add_output_flag
-from reconciler.cli.plan import state_dir_of
+from reconciler.cli import EXIT_OK, add_output_flag, state_dir_of
 from reconciler.engine import DockerEngine
 from reconciler.errors import EngineError
 from reconciler.status import Status, build_status, status_path

@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
-from reconciler.errors import UsageError
+from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag, add_repo_flags, checkout_repo
 from reconciler.tree import RepoTree
 from reconciler.validate import check_fleet
 
@@ -25,16 +23,14 @@ def register(subparsers: Any) -> None:
         help="check schemas and semantics of the whole fleet (for CI)",
         description="Check every manifest of the fleet repository; exit 1 when any is invalid.",
     )
-    parser.add_argument("--repo", default=".", help="fleet repository folder (default: .)")
+    add_repo_flags(parser)
     add_output_flag(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    root = Path(args.repo)
-    if not root.is_dir():
-        raise UsageError(f"--repo {args.repo}: not a folder; pass the fleet repository's path")
-    result = check_fleet(RepoTree(root))
+    checkout = checkout_repo(args.repo, args.ref)
+    result = check_fleet(RepoTree(checkout.root), checkout.revision)
     if args.output == "json":
         document = {
             "valid": result.valid,
