@@ -22,7 +22,7 @@ from reconciler import health
 from reconciler.apply import ConfigReader, apply
 from reconciler.errors import EngineError, HealthError, ImageUnavailable, SourceError
 from reconciler.model import DesiredState
-from reconciler.plan import Plan, Step, plan
+from reconciler.plan import Plan, Step, plan, pull_ahead
 from reconciler.runtime import Runtime
 from reconciler.tree import RepoTree
 
@@ -154,47 +154,52 @@ def converge(
     on_applied: Callable[[], None],
     check_unchanged: bool,
     hold: str | None = None,
+    ahead: DesiredState | None = None,
+    untouched: frozenset[str] = frozenset(),
     health_timeout: float | None = None,
     settle: float = health.DEFAULT_SETTLE,
 ) -> Convergence:
     """Observe, plan, apply and verify toward ``desired``; stop at the first failure.
 
-    ``before_apply`` runs once before the first step (the caller records the attempt),
-    ``on_applied`` once every step ran. An empty plan skips the health gate unless
-    ``check_unchanged`` (the state was applied but never confirmed healthy). ``hold``
-    (a closed update window) stops a non-empty plan before anything runs. Engine
+    ``before_apply`` runs once before the first container step (the caller records the
+    attempt), ``on_applied`` once every step ran. An empty plan skips the health gate
+    unless ``check_unchanged`` (the state was applied but never confirmed healthy).
+    ``ahead`` is a state whose missing images are pulled too, first (the pull-ahead
+    plan: pull steps only). ``hold`` (a closed update window) stops a non-empty plan
+    before any container is touched: only the pull-ahead plan of ``ahead`` (else of
+    ``desired``) runs, and a pull that fails then is noted in the error, not raised.
+    ``untouched`` stacks are never pruned (see :func:`reconciler.plan.plan`). Engine
     errors while observing propagate; every other failure is in the result.
     """
     rev = revision
     observed = runtime.observe(desired.device)
-    steps = plan(desired, observed, existing_paths=existing_paths(desired))
+    steps = plan(desired, observed, existing_paths=existing_paths(desired), untouched=untouched)
     log.info("plan.made", target=rev, steps=len(steps.steps), blocked=len(steps.blocked))
     if steps.blocked:
         return Convergence(rev, steps, stage="plan", error="; ".join(steps.blocked))
-    done: tuple[Step, ...] = ()
     if hold is not None and not steps.is_empty:
-        return Convergence(rev, steps, stage="gate", error=hold)
-    if not steps.is_empty:
-        before_apply()
+        early = pull_ahead(ahead or desired, observed)
         try:
-            result = apply(
-                steps,
-                runtime,
-                configs,
-                log,
-                clock=clock.monotonic,
-                sleep=clock.sleep,
-            )
-        except ImageUnavailable as e:
-            return Convergence(rev, steps, stage="pull", error=str(e))
-        except HealthError as e:
-            return Convergence(rev, steps, steps.steps, stage="health", error=str(e))
-        except (EngineError, SourceError) as e:
-            return Convergence(rev, steps, stage="apply", error=str(e))
-        done = result.steps_done
-        on_applied()
-    elif not check_unchanged:
-        return Convergence(rev, steps)
+            done = _run(early, runtime, configs, log, clock)
+        except (ImageUnavailable, EngineError) as e:
+            return Convergence(rev, steps, stage="gate", error=f"{hold}; pulling ahead: {e}")
+        return Convergence(rev, steps, done, stage="gate", error=hold)
+    pulled = [s.image for s in steps.steps if s.kind == "pull"]
+    early = pull_ahead(ahead, observed, skip=pulled) if ahead is not None else Plan(())
+    try:
+        done = _run(early, runtime, configs, log, clock)
+        if not steps.is_empty:
+            before_apply()
+            done += _run(steps, runtime, configs, log, clock)
+            on_applied()
+    except ImageUnavailable as e:
+        return Convergence(rev, steps, stage="pull", error=str(e))
+    except HealthError as e:
+        return Convergence(rev, steps, (*done, *steps.steps), stage="health", error=str(e))
+    except (EngineError, SourceError) as e:
+        return Convergence(rev, steps, stage="apply", error=str(e))
+    if steps.is_empty and not check_unchanged:
+        return Convergence(rev, steps, done)
     baseline = health.baseline_restarts(runtime.observe(desired.device))
     report = health.verify(
         runtime,
@@ -208,3 +213,13 @@ def converge(
     log.info("health.verified", target=rev, healthy=report.healthy, reason=report.reason)
     error = None if report.healthy else report.reason
     return Convergence(rev, steps, done, "done" if report.healthy else "health", error, report)
+
+
+def _run(
+    steps: Plan, runtime: Runtime, configs: ConfigReader, log: FilteringBoundLogger, clock: Clock
+) -> tuple[Step, ...]:
+    """Apply ``steps`` (nothing when empty); the steps done."""
+    if steps.is_empty:
+        return ()
+    result = apply(steps, runtime, configs, log, clock=clock.monotonic, sleep=clock.sleep)
+    return result.steps_done

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from reconciler.store import rfc3339
+
 LOCK_FILE = "updates.lock"
 
 
@@ -75,3 +77,17 @@ def lock_gate(
     held = {stack: seen + max_defer for stack, seen in clocks.items() if now < seen + max_defer}
     expired = frozenset(stack for stack in clocks if stack not in held)
     return LockGate(held=held, expired=expired, first_seen=clocks)
+
+
+def held_reason(until: Mapping[str, datetime | None]) -> str:
+    """One line naming the held stacks and when each deferral ends ('' when none).
+
+    ``held by application lock: mqtt (updates.lock), until 2026-11-24T22:00:00Z or its
+    removal``; without a known end, ``until its removal``.
+    """
+    parts = [
+        f"{stack} ({LOCK_FILE}), until "
+        + ("its removal" if end is None else f"{rfc3339(end)} or its removal")
+        for stack, end in sorted(until.items())
+    ]
+    return "held by application lock: " + "; ".join(parts) if parts else ""

@@ -22,6 +22,7 @@ Order of a plan, and why:
    before its dependent starts.
 5. Containers nobody desires (stack removed, service removed), then managed networks no
    desired stack uses (after their containers). Volumes and data dirs are never removed.
+   Stacks in ``untouched`` (their application holds its update lock) are never pruned.
 
 A service that cannot proceed (its name held by a foreign container, an image missing
 under ``pull_policy: never``, a blocked dependency) gets a ``blocked`` reason instead of
@@ -30,16 +31,16 @@ steps, and its running container is left alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Literal
-
-from reconciler.model import (
-    DesiredState,
-    ObservedContainer,
-    ObservedImage,
-    ObservedState,
-    ServiceSpec,
-    StackSpec,
+from reconciler.model import DesiredState, ObservedContainer, ObservedState, ServiceSpec, StackSpec
+from reconciler.plan_images import image_present, pull_ahead
+from reconciler.plan_order import dependency_order, satisfied
+from reconciler.plan_paths import prepare_paths
+from reconciler.plan_reasons import (
+    changed_fields,
+    create_reason,
+    idle_note,
+    prune_reason,
+    start_reason,
 )
 from reconciler.steps import (
     DESTRUCTIVE_KINDS,
@@ -77,6 +78,7 @@ __all__ = [
     "changed_fields",
     "image_present",
     "plan",
+    "pull_ahead",
 ]
 
 _RUNNING_STATES = frozenset({"running", "restarting", "paused"})
@@ -88,20 +90,22 @@ def plan(
     observed: ObservedState,
     *,
     existing_paths: frozenset[str] | None = None,
+    untouched: frozenset[str] = frozenset(),
 ) -> Plan:
     """The steps that converge ``observed`` to ``desired``; pure and deterministic.
 
     ``existing_paths`` is what the caller saw in the host's state directory (data, lock
     and config paths that exist). ``None`` means "not observed": paths are then ensured
     only for stacks that get a container created or started, so a converged device's
-    plan is empty.
+    plan is empty. ``untouched`` stacks' observed containers and networks are never
+    stopped or removed for not being desired (a held stack left out of ``desired``).
     """
     # A service with ``pull_policy: never`` may use an image another service pulls in
     # this plan: plan again with those pulls counted as present until nothing changes
     # (the set only grows and is bounded by the desired images, so this terminates).
     pulled: frozenset[str] = frozenset()
     while True:
-        p = _Planner(desired, observed, pulled)
+        p = _Planner(desired, observed, pulled, untouched)
         service_steps: list[Step] = []
         touched: set[str] = set()
         for stack in desired.stacks:
@@ -116,7 +120,7 @@ def plan(
     prepare: list[Step] = []
     for stack in desired.stacks:
         if existing_paths is not None or stack.name in touched:
-            prepare.extend(_prepare_paths(stack, existing_paths))
+            prepare.extend(prepare_paths(stack, existing_paths))
     for stack in desired.stacks:
         prepare.extend(p.networks_and_volumes(stack))
     return Plan(
@@ -128,86 +132,15 @@ def plan(
     )
 
 
-def changed_fields(old: Iterable[tuple[str, str]], new: Iterable[tuple[str, str]]) -> list[str]:
-    """Names of the fields whose short hashes differ (or exist on one side only), sorted."""
-    a, b = dict(old), dict(new)
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-
-
-def _normalize_ref(ref: str) -> str:
-    """An image reference as the engine lists it (``busybox`` is ``busybox:latest``)."""
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/"):
-        if ref.startswith(prefix):
-            ref = ref[len(prefix) :]
-            break
-    if "@" in ref:
-        return ref
-    last = ref.rsplit("/", 1)[-1]
-    return ref if ":" in last else f"{ref}:latest"
-
-
-def image_present(image: str, images: Iterable[ObservedImage]) -> bool:
-    """Whether ``image`` (a tag or digest reference) is among the observed local images."""
-    want = _normalize_ref(image)
-    return any(want == _normalize_ref(ref) for img in images for ref in (*img.tags, *img.digests))
-
-
-def dependency_order(services: Sequence[ServiceSpec]) -> list[ServiceSpec]:
-    """Dependencies first, otherwise the given order (stable); cycles fall back to it."""
-    by_name = {s.service: s for s in services}
-    out: list[ServiceSpec] = []
-    done: set[str] = set()
-    visiting: set[str] = set()
-
-    def visit(spec: ServiceSpec) -> None:
-        if spec.service in done or spec.service in visiting:
-            return
-        visiting.add(spec.service)
-        for dep in spec.depends_on:
-            if dep.service in by_name:
-                visit(by_name[dep.service])
-        visiting.discard(spec.service)
-        done.add(spec.service)
-        out.append(spec)
-
-    for spec in services:
-        visit(spec)
-    return out
-
-
-def _prepare_paths(stack: StackSpec, existing: frozenset[str] | None) -> list[Step]:
-    """Data and lock dirs, config parents, then config files; each path once, sorted."""
-    why = f"stack {stack.name}"
-    dirs: dict[str, Literal["data", "lock", "config"]] = dict.fromkeys(stack.data_dirs, "data")
-    if stack.lock_dir:
-        dirs[stack.lock_dir] = "lock"
-    for cfg in stack.config_files:
-        dirs.setdefault(cfg.host_path.rsplit("/", 1)[0] or "/", "config")
-    out: list[Step] = [
-        EnsureDirectory(path, purpose, why)
-        for path, purpose in sorted(dirs.items())
-        if existing is None or path not in existing
-    ]
-    out.extend(
-        MaterializeConfig(cfg, why)
-        for cfg in sorted(stack.config_files, key=lambda c: c.host_path)
-        if existing is None or cfg.host_path not in existing
-    )
-    return out
-
-
-def _satisfied(c: ObservedContainer, condition: WaitCondition) -> bool:
-    """Whether an untouched dependency already meets a ``depends_on`` condition."""
-    if condition == "completed":
-        return c.state == "exited" and c.exit_code == 0
-    return c.state == "running" and c.health in (None, "healthy")
-
-
 class _Planner:
     """Working memory of one ``plan()`` call; never escapes it."""
 
     def __init__(
-        self, desired: DesiredState, observed: ObservedState, pulled: frozenset[str]
+        self,
+        desired: DesiredState,
+        observed: ObservedState,
+        pulled: frozenset[str],
+        untouched: frozenset[str],
     ) -> None:
         self.desired = desired
         self.observed = observed
@@ -224,8 +157,13 @@ class _Planner:
         # needs the name one of them holds (then it goes just before that create).
         # A container already being removed is left to the engine (never pruned twice).
         self.unwanted = {
-            c.id: c for c in ordered if (c.stack, c.service) not in wanted and c.state != "removing"
+            c.id: c
+            for c in ordered
+            if (c.stack, c.service) not in wanted
+            and c.state != "removing"
+            and c.stack not in untouched
         }
+        self.untouched = untouched
         self.name_owner = {c.name: c for c in ordered}
         self.claimed: set[str] = set()
         self.stacks = {st.name for st in desired.stacks}
@@ -313,7 +251,7 @@ class _Planner:
         if keeper is not None:
             return self._keep(stack, spec, keeper, own)
         primary = next((c for c in own if c.name == spec.container_name), own[0] if own else None)
-        reason = _create_reason(primary, spec)
+        reason = create_reason(primary, spec)
         block = self._create_block(stack, spec, own)
         if block is not None:
             stays = "; the running container stays" if own else ""
@@ -328,7 +266,7 @@ class _Planner:
             out.extend(self.take_down(c, why, timeout))
         holder = self.name_owner.get(spec.container_name)
         if holder is not None and holder.id in self.unwanted:
-            out.extend(self.take_down(holder, _prune_reason(holder, self.stacks), None))
+            out.extend(self.take_down(holder, prune_reason(holder, self.stacks), None))
             del self.unwanted[holder.id]
         self.claimed.add(spec.container_name)
         out.append(CreateContainer(spec, self.desired.revision or "", reason))
@@ -353,9 +291,9 @@ class _Planner:
                 why = f"duplicate container of {label}"
                 out.extend(self.take_down(c, why, spec.stop_grace_period))
         self.claimed.add(spec.container_name)
-        start_reason = _start_reason(keeper, spec)
-        if start_reason is None:
-            self.notes.append(f"{label}: {_idle_note(keeper)}")
+        why_start = start_reason(keeper, spec)
+        if why_start is None:
+            self.notes.append(f"{label}: {idle_note(keeper)}")
             self.kept[key] = keeper
             return out
         held = self._held_dependency(stack, spec)
@@ -364,7 +302,7 @@ class _Planner:
             self.held_back.add(key)
             return out
         out.extend(self._waits(stack, spec))
-        out.append(StartContainer(keeper.name, stack.name, spec.service, start_reason))
+        out.append(StartContainer(keeper.name, stack.name, spec.service, why_start))
         self.started.add(key)
         return out
 
@@ -408,7 +346,7 @@ class _Planner:
             dkey = (stack.name, dep.service)
             cond: WaitCondition = "healthy" if dep.condition == "service_healthy" else "completed"
             kept = self.kept.get(dkey)
-            if dkey not in self.started and kept is not None and _satisfied(kept, cond):
+            if dkey not in self.started and kept is not None and satisfied(kept, cond):
                 continue
             why = f"{stack.name}/{spec.service} depends on it ({dep.condition})"
             out.append(
@@ -423,9 +361,9 @@ class _Planner:
     def prunes(self) -> list[Step]:
         out: list[Step] = []
         for c in self.unwanted.values():
-            out.extend(self.take_down(c, _prune_reason(c, self.stacks), None))
+            out.extend(self.take_down(c, prune_reason(c, self.stacks), None))
         desired_nets = {n.name for st in self.desired.stacks for n in st.networks}
-        held_stacks = {stack for stack, _ in self.held_back} | self.lingering
+        held_stacks = {stack for stack, _ in self.held_back} | self.lingering | self.untouched
         for net in sorted(self.observed.networks, key=lambda n: n.name):
             if net.name in desired_nets:
                 continue
@@ -443,46 +381,3 @@ class _Planner:
             out.append(StopContainer(c.id, c.name, c.stack, c.service, timeout, reason))
         out.append(RemoveContainer(c.id, c.name, c.stack, c.service, reason))
         return out
-
-
-def _prune_reason(c: ObservedContainer, stacks: set[str]) -> str:
-    return "stack removed" if c.stack not in stacks else "service removed from stack"
-
-
-def _create_reason(primary: ObservedContainer | None, spec: ServiceSpec) -> str:
-    if primary is None:
-        return "container missing"
-    if primary.config_hash != spec.config_hash:
-        fields = changed_fields(primary.field_hashes, spec.field_hashes)
-        return "config-hash changed" + (f": {', '.join(fields)}" if fields else "")
-    if primary.name != spec.container_name:
-        return f"container name changed from {primary.name}"
-    return "container dead"
-
-
-def _start_reason(c: ObservedContainer, spec: ServiceSpec) -> str | None:
-    """Why a matching container must be started, or ``None`` when it should be left as is.
-
-    An exited container that completed (code 0) and whose restart policy would not
-    restart it (``no``, ``on-failure``) is a finished one-shot job: left alone.
-    """
-    if c.state == "created":
-        return "container created but not started"
-    if c.state == "exited":
-        completed = c.exit_code == 0 and (
-            spec.restart == "no" or spec.restart.startswith("on-failure")
-        )
-        return None if completed else f"container exited (code {c.exit_code})"
-    return None
-
-
-def _idle_note(c: ObservedContainer) -> str:
-    match c.state:
-        case "exited":
-            return "completed (exit code 0)"
-        case "restarting":
-            return f"up to date, restarting ({c.restart_count} restarts)"
-        case "paused":
-            return "up to date, paused"
-        case _:
-            return "up to date"

@@ -1,27 +1,18 @@
 """One reconcile pass for one device: fetch → build → gate → plan → apply → health → status.
 
-:func:`reconcile_once` reads the repository tree (already fetched by the source), renders
-this device's desired state, checks policy, decides what to converge toward, and then
-runs the same small pipeline for every target: observe → plan → apply → health. A
-rollback is not a second code path: it is that pipeline pointed at the stored last-good
-desired state. Adapters (runtime, store) decide nothing; every decision here is made on
-values, and :func:`decide` is pure.
+:func:`reconcile_once` reads the repository tree (already fetched by the source), builds
+this device's desired state (:mod:`reconciler.build`), decides what to converge toward
+(:mod:`reconciler.rollout`), and then runs the same small pipeline for every target:
+observe → plan → apply → health (:mod:`reconciler.convergence`). A rollback is not a
+second code path: it is that pipeline pointed at the stored last-good desired state.
+Adapters (runtime, store) decide nothing; every decision is made on values.
 
-Outcomes (``PassResult.outcome``), each with a one-line reason and the stage it ended in:
-
-- ``succeeded``: the device runs the desired revision and it passed the health gate;
-- ``rejected``: the repository, this device's render, or the policy check failed;
-  nothing was touched (safety rule 3);
-- ``failed-no-change``: nothing was changed: a pull failed (download-then-kill), the
-  plan was blocked, or the desired revision already failed its health gate (it is not
-  retried until the revision changes or ``retry`` is set);
-- ``rolled-back``: the update failed its gate and the device was converged back to its
-  last good revision (also when a pass finishes an interrupted rollback);
-- ``rollback-failed``: the update failed and so did the way back;
-- ``failed``: anything else (engine errors, a failed first-ever update with no last
-  good state to return to: the device is left as it is);
-- ``deferred``: the change is an update (not drift repair of the applied revision) and
-  the device's update windows are closed; nothing was changed.
+Gates (safety rule 6): an update waits while the update windows are closed (only its
+images are pulled ahead); stacks whose application holds ``updates.lock``
+(``held_stacks``, computed by the agent with :mod:`reconciler.gates`) keep their last
+good definition while the rest of the update goes ahead, their new images pulled ahead.
+Either way the outcome is ``waiting`` and the revision is not recorded as applied.
+Outcomes and the result are described in :mod:`reconciler.outcome`.
 
 The device record (:class:`reconciler.store.DeviceRecord`) is saved before anything is
 touched ("attempted"), after apply ("applied"), when a revision fails, and in a
@@ -35,131 +26,48 @@ revision, the record and what runs. The pass's own points are ``reconcile.after-
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
 from reconciler import health
-from reconciler import policy as policy_mod
 from reconciler.apply import ConfigReader
+from reconciler.build import build_desired
 from reconciler.convergence import Clock, ConfigSource, Convergence, SystemClock, converge
 from reconciler.crashpoints import crashpoint
-from reconciler.errors import (
-    Finding,
-    FleetgateError,
-    ManifestError,
-)
-from reconciler.manifests import load_repository
+from reconciler.errors import Finding, FleetgateError, ManifestError
+from reconciler.gates import held_reason
 from reconciler.model import DesiredState, Policy
-from reconciler.render import render_device
-from reconciler.rollout import Target, decide, fingerprint, revision_id, window_hold
+from reconciler.outcome import OUTCOMES, Outcome, PassResult, Stage
+from reconciler.rollout import (
+    Target,
+    WindowHold,
+    compose_target,
+    decide,
+    fingerprint,
+    held_changes,
+    is_update,
+    only_stacks,
+    window_hold,
+)
 from reconciler.runtime import Runtime
-from reconciler.store import DeviceRecord, StateStore, rfc3339
+from reconciler.store import DeviceRecord, StateStore
 from reconciler.tree import RepoTree
 
-Outcome = Literal[
-    "succeeded",
-    "failed-no-change",
-    "rolled-back",
-    "rollback-failed",
-    "rejected",
-    "failed",
-    "deferred",
-]
-OUTCOMES: tuple[Outcome, ...] = (
-    "succeeded",
-    "failed-no-change",
-    "rolled-back",
-    "rollback-failed",
-    "rejected",
-    "failed",
-    "deferred",
-)
-Stage = Literal[
-    "manifests", "render", "policy", "decide", "gate", "plan", "apply", "health", "rollback"
-]
-
-# ---------------------------------------------------------------------------- result
+__all__ = ["OUTCOMES", "Outcome", "PassResult", "Stage", "build_desired", "reconcile_once"]
 
 
 @dataclass(frozen=True, slots=True)
-class PassResult:
-    """What one pass did. ``to_json`` has stable snake_case fields and RFC 3339 UTC times."""
+class _Gates:
+    """What the caller allows this pass (see :func:`reconcile_once`)."""
 
-    device: str
-    outcome: Outcome
-    reason: str
-    stage: Stage | None
-    revision: str | None  # the desired revision (full SHA; None outside Git)
-    target: str | None = None  # the revision converged toward
-    update: Convergence | None = None
-    rollback: Convergence | None = None
-    findings: tuple[Finding, ...] = ()
-    applied_revision: str | None = None
-    last_good_revision: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-    @property
-    def converged(self) -> bool:
-        return self.outcome == "succeeded"
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "device": self.device,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "stage": self.stage,
-            "revision": self.revision,
-            "target": self.target,
-            "update": None if self.update is None else self.update.to_json(),
-            "rollback": None if self.rollback is None else self.rollback.to_json(),
-            "findings": [f.to_json() for f in self.findings],
-            "applied_revision": self.applied_revision,
-            "last_good_revision": self.last_good_revision,
-            "started_at": None if self.started_at is None else rfc3339(self.started_at),
-            "finished_at": None if self.finished_at is None else rfc3339(self.finished_at),
-        }
-
-
-def build_desired(
-    tree: RepoTree,
-    revision: str | None,
-    device: str,
-    state_dir: str,
-    *,
-    local: Policy | None = None,
-    at: Callable[[Stage], None] = lambda _: None,
-) -> DesiredState:
-    """Load, render and policy-check ``device``; raise ``ManifestError`` with every finding.
-
-    Any finding anywhere in the repository rejects the pass: a file with a finding is
-    left out of the loaded repository, so rendering around it could drop a stack.
-    ``at`` is told each stage as it starts (the pass reports where it stopped).
-    """
-    at("manifests")
-    repo, findings = load_repository(tree, revision)
-    if findings:
-        raise ManifestError(findings)
-    at("render")
-    rendered = render_device(repo, tree, device, state_dir=state_dir)
-    at("policy")
-    fleet = repo.fleet.policy
-    violations = policy_mod.check(
-        rendered, fleet if local is None else policy_mod.narrow(fleet, local)
-    )
-    if violations:
-        raise ManifestError(violations)
-    state: DesiredState = rendered.state
-    return state if state.revision == revision else dataclasses.replace(state, revision=revision)
-
-
-# ------------------------------------------------------------------------------ pass
+    ignore_windows: bool
+    repair_drift: bool
+    held: Mapping[str, datetime | None]  # locked stack -> end of its deferral, if known
 
 
 def reconcile_once(
@@ -176,29 +84,30 @@ def reconcile_once(
     health_timeout: float | None = None,
     settle: float = health.DEFAULT_SETTLE,
     ignore_windows: bool = False,
+    held_stacks: frozenset[str] | Mapping[str, datetime] = frozenset(),
+    repair_drift: bool = True,
     log: Any = None,
 ) -> PassResult:
     """Converge ``device`` once toward ``revision`` of ``tree`` (see the module docstring).
 
     ``policy`` is the agent's local policy; it can only narrow the fleet's.
-    ``ignore_windows`` lets an update start outside the update windows. Raises only
-    for programming errors; every :class:`FleetgateError` becomes an outcome.
+    ``ignore_windows`` lets an update (and drift repair) start outside the update
+    windows. ``held_stacks``: stacks whose application holds ``updates.lock``; a mapping
+    to the end of each deferral (``LockGate.held``) puts that time in the reason.
+    ``repair_drift=False`` makes drift repair of the applied revision wait for a window
+    too. Raises only for programming errors; every :class:`FleetgateError` becomes an
+    outcome.
     """
     the_clock = clock or SystemClock()
     bound = (log or structlog.get_logger()).bind(device=device, revision=revision)
     run = _Pass(
         runtime, store, clock=the_clock, log=bound, health_timeout=health_timeout, settle=settle
     )
+    until = held_stacks if isinstance(held_stacks, Mapping) else dict.fromkeys(held_stacks)
+    gates = _Gates(ignore_windows, repair_drift, dict(until))
     run.start(revision)
     try:
-        result = run.execute(
-            tree,
-            revision,
-            str(state_dir),
-            local=policy,
-            retry=retry,
-            ignore_windows=ignore_windows,
-        )
+        result = run.execute(tree, revision, str(state_dir), local=policy, retry=retry, gates=gates)
     except FleetgateError as e:
         result = run.result("failed", str(e))
     finally:
@@ -232,6 +141,8 @@ class _Pass:
         self.update: Convergence | None = None
         self.rollback: Convergence | None = None
         self.findings: tuple[Finding, ...] = ()
+        self.held: tuple[str, ...] = ()
+        self.next_window: datetime | None = None
         self.outcome: tuple[Outcome, str] = ("failed", "the pass did not finish")
         self.started = clock.now()
 
@@ -256,6 +167,8 @@ class _Pass:
             last_good_revision=None if rec.last_good is None else rec.last_good.revision,
             started_at=self.started,
             finished_at=self.clock.now(),
+            next_window=self.next_window if outcome == "waiting" else None,
+            held_stacks=self.held,
         )
 
     def publish(self) -> None:
@@ -279,7 +192,7 @@ class _Pass:
         *,
         local: Policy | None,
         retry: bool,
-        ignore_windows: bool,
+        gates: _Gates,
     ) -> PassResult:
         desired = self.build(tree, revision, state_dir, local)
         if desired is None:
@@ -292,8 +205,16 @@ class _Pass:
             return self.result("failed-no-change", target.reason)
         if target.kind == "last-good":
             return self.stay_on_last_good(target, tree)
-        hold = None if ignore_windows else window_hold(self.record, desired, self.clock.now())
-        return self.update_to(desired, target.revision, tree, hold)
+        now = self.clock.now()
+        wait = (
+            None
+            if gates.ignore_windows
+            else window_hold(self.record, desired, now, repair_drift=gates.repair_drift)
+        )
+        if is_update(self.record, desired):
+            self.held = held_changes(desired, self.record.last_good_state, gates.held)
+        lock = held_reason({stack: gates.held.get(stack) for stack in self.held})
+        return self.update_to(desired, target.revision, tree, wait, lock)
 
     def build(
         self, tree: RepoTree, revision: str | None, state_dir: str, local: Policy | None
@@ -311,28 +232,45 @@ class _Pass:
         self.stage = stage
 
     def update_to(
-        self, desired: DesiredState, rev: str, tree: RepoTree, hold: str | None
+        self, desired: DesiredState, rev: str, tree: RepoTree, wait: WindowHold | None, lock: str
     ) -> PassResult:
-        """Converge toward the candidate; on a failed gate, record it and roll back."""
+        """Converge toward the candidate (held stacks kept); on a failed gate, roll back."""
         confirmed = self.record.last_good is not None and self.record.last_good.revision == rev
+        held = self.held
+        state = compose_target(desired, self.record.last_good_state, held) if held else desired
+        if wait is not None:
+            ahead: DesiredState | None = desired
+        else:
+            ahead = only_stacks(desired, held) if held else None
+        if held:
+            self.log.info("lock.held", stacks=list(held), reason=lock)
         self.stage = "plan"
         conv = self.converge(
-            desired,
-            tree,
+            state,
+            ConfigSource(tree, state) if held else tree,
+            rev=rev,
             before_apply=lambda: self._attempt(rev),
-            check_unchanged=not confirmed,
-            hold=hold,
+            record_applied=not held,
+            check_unchanged=not confirmed and not held,
+            hold=None if wait is None else wait.reason,
+            ahead=ahead,
         )
         self.update = conv
+        if wait is not None:
+            self.next_window = wait.next_window
         if conv.stage == "gate":
             self.stage = "gate"
-            return self.result("deferred", conv.error or "")
+            return self.result("waiting", _join(conv.error, lock))
         if conv.stage in ("plan", "pull"):
             self.stage = "plan" if conv.stage == "plan" else "apply"
             return self.result("failed-no-change", conv.error or "")
         if conv.stage == "apply":
             self.stage = "apply"
             return self.result("failed", conv.error or "")
+        if held and conv.healthy:
+            self.stage = "gate"
+            done = conv.summary() if conv.done else None
+            return self.result("waiting", _join(lock, None if wait is None else wait.reason, done))
         if conv.report is None and conv.healthy:
             return self.result("succeeded", "already converged; nothing to do")
         self.stage = "health"
@@ -357,7 +295,11 @@ class _Pass:
         self.target = good.revision
         self.log.warning("rollback.started", to=good.revision)
         conv = self.converge(
-            state, ConfigSource(tree, state), before_apply=lambda: None, check_unchanged=True
+            state,
+            ConfigSource(tree, state),
+            rev=good.revision,
+            before_apply=lambda: None,
+            check_unchanged=True,
         )
         self.rollback = conv
         if not conv.healthy:
@@ -373,7 +315,11 @@ class _Pass:
         assert state is not None  # decide() gives last-good targets a state
         self.stage = "rollback"
         conv = self.converge(
-            state, ConfigSource(tree, state), before_apply=lambda: None, check_unchanged=False
+            state,
+            ConfigSource(tree, state),
+            rev=target.revision,
+            before_apply=lambda: None,
+            check_unchanged=False,
         )
         if conv.report is None and conv.healthy:
             return self.result("failed-no-change", target.reason)
@@ -394,11 +340,14 @@ class _Pass:
         desired: DesiredState,
         configs: ConfigReader,
         *,
+        rev: str,
         before_apply: Callable[[], None],
         check_unchanged: bool,
+        record_applied: bool = True,
         hold: str | None = None,
+        ahead: DesiredState | None = None,
     ) -> Convergence:
-        rev = revision_id(desired)
+        """Run :func:`reconciler.convergence.converge`; held stacks are never pruned."""
         return converge(
             desired,
             rev,
@@ -407,9 +356,11 @@ class _Pass:
             clock=self.clock,
             log=self.log,
             before_apply=before_apply,
-            on_applied=lambda: self._applied(rev),
+            on_applied=(lambda: self._applied(rev)) if record_applied else (lambda: None),
             check_unchanged=check_unchanged,
             hold=hold,
+            ahead=ahead,
+            untouched=frozenset(self.held),
             health_timeout=self.health_timeout,
             settle=self.settle,
         )
@@ -417,3 +368,8 @@ class _Pass:
     def _applied(self, rev: str) -> None:
         self.save(self.record.applied(rev, self.clock.now()))
         crashpoint("reconcile.after-apply")
+
+
+def _join(*parts: str | None) -> str:
+    """The non-empty parts of a reason, joined with '; '."""
+    return "; ".join(p for p in parts if p)

@@ -14,7 +14,7 @@ Stable JSON contract (``Status.to_json``; snake_case, full 40-hex SHAs — or
     last_good_revision        the last revision that passed its health gate
     failed_revisions          [{revision, reason, at}] not retried until the desired one changes
     outcome                   succeeded | failed-no-change | rolled-back | rollback-failed |
-                              rejected | failed | deferred/waiting | source-unreachable | null
+                              rejected | failed | waiting | source-unreachable | null
     reason                    one line: why the last pass ended as it did
     stage                     the pipeline stage the pass ended in (null: went through)
     pass_started_at, pass_finished_at

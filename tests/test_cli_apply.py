@@ -66,7 +66,7 @@ class TestApplyCommand:
         assert set(data) == {
             "device", "outcome", "reason", "stage", "revision", "target", "update", "rollback",
             "findings", "applied_revision", "last_good_revision", "started_at", "finished_at",
-            "dirty",
+            "next_window", "held_stacks", "dirty",
         }  # fmt: skip
         assert data["outcome"] == "succeeded" and data["dirty"] is False
         assert SHA.match(data["revision"]) and data["last_good_revision"] == data["revision"]

@@ -368,14 +368,14 @@ class TestWindows:
         "  - {days: [sat], start: '01:00', end: '02:00', timezone: UTC}\n"
     )
 
-    def test_update_outside_window_is_deferred(
+    def test_update_outside_window_waits(
         self, fleet: FleetRepo, runtime: ImageRuntime, tmp_path: Path
     ) -> None:
         """A new revision outside the windows changes nothing and says when it may run."""
         fleet.write(f"devices/{DEVICE}.yaml", self.WINDOW)
         fleet.commit()
         result = run_pass(fleet, runtime, tmp_path / "state")
-        assert result.outcome == "deferred"
+        assert result.outcome == "waiting"
         assert "next opens 2026-03-07T01:00:00Z" in result.reason
         assert runtime.containers == {}
         forced = run_pass(fleet, runtime, tmp_path / "state", ignore_windows=True)

@@ -8,7 +8,7 @@ desired revision, 1 otherwise (rejected, failed, rolled back, held), 2 usage.
 
 ``--retry`` applies a revision that failed its health gate before. An update (a new
 desired state, not drift repair) waits for the device's update windows; a technician
-at the machine overrides that with ``--ignore-windows`` (outcome ``deferred`` else).
+at the machine overrides that with ``--ignore-windows`` (outcome ``waiting`` else).
 """
 
 from __future__ import annotations
