@@ -2,69 +2,52 @@
 
 One pass at a time. A pass is: source → lock gate → :func:`reconcile_once` → status.
 
-- **Source**: with a checkout in hand, a cheap ``ls-remote`` ("did the ref move?")
-  decides whether to fetch; the first pass, a pass after a source failure and a moved
-  ref fetch. A local repository path is re-read every pass (a few local git calls).
-  When the source fails, the pass goes on with the last fetched checkout or, after a
-  restart without network, with the applied revision from the local mirror: running
-  applications are kept (drift repaired) and the status says *source-unreachable*.
-- **Idle passes**: when nothing can have changed, :func:`reconcile_once` (render,
-  observe, plan) is skipped. "Nothing changed" means: the timer (no other trigger)
-  woke the loop, the revision and lock files are as in the last full pass, that pass
-  succeeded (or was rejected: the same revision is rejected again), the Docker event
-  stream has been connected throughout (a managed container dying, stopping or being
-  removed wakes the loop at once) and the last full pass is younger than
-  ``resyncInterval``. So drift repair is driven by Docker events, with a full
-  observation at least every ``resyncInterval`` as the safety net.
+- **Source** (:mod:`reconciler.agentsource`): the checkout to reconcile, from the
+  remote, a bundle in a ``watch`` folder or, when the source fails, the last fetched
+  checkout / the applied revision (status *source-unreachable*, applications kept).
+  A revision refused by the signature or anti-rollback checks (or a refused bundle)
+  makes the pass *rejected*: only the applied revision is reconciled (drift repair).
+- **Idle passes** skip :func:`reconcile_once` when nothing can have changed: only the
+  timer woke the loop, revision and lock files are as in the last full pass, which
+  succeeded or was rejected, the Docker event stream (managed containers dying or
+  going wake the loop) has been connected throughout and the last full pass is younger
+  than ``resyncInterval`` (the safety net of event-driven drift repair).
 - **Lock gate**: :func:`reconciler.gates.lock_gate` on the ``updates.lock`` files the
-  agent sees under ``{state}/locks/{device}/<stack>/``.
+  agent sees under ``{state}/locks/{device}/<stack>/`` (:class:`LockFiles`).
 - **Backoff**: consecutive source / engine failures stretch the wait exponentially
   (jittered, capped at ``maxBackoff``); a nudge always runs a pass at once.
 - **Stop**: :meth:`Agent.request_stop` (SIGTERM / SIGINT) lets the step in flight
-  finish, interrupts the pass at its next wait (health gate, dependency wait), writes
-  the status and returns. Stopping mid-pass is safe: the next start resumes from the
-  stored record (safety rule 7).
+  finish, interrupts the pass at its next wait, writes the status and returns; the
+  next start resumes from the stored record (safety rule 7).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import json
 import random
-import re
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
 from reconciler import gates
 from reconciler.agentconfig import AgentConfig
-from reconciler.errors import FleetgateError, SourceError
+from reconciler.agentsource import AgentSource, LockFiles, Refresh
+from reconciler.errors import FleetgateError
 from reconciler.model import ObservedState
 from reconciler.reconcile import PassResult, reconcile_once
 from reconciler.runtime import Runtime
-from reconciler.source import Checkout, is_url, open_source, prune_checkouts, redact, remote_head
-from reconciler.status import (
-    SOURCE_UNREACHABLE,
-    FetchState,
-    PendingUpdate,
-    Status,
-    Tally,
-    build_status,
-)
+from reconciler.source import Checkout, redact
+from reconciler.status import SOURCE_UNREACHABLE, PendingUpdate, Status, Tally, build_status
 from reconciler.statushttp import write_status
-from reconciler.store import StateStore, parse_rfc3339, rfc3339, write_atomic
+from reconciler.store import StateStore
 from reconciler.tree import RepoTree
 from reconciler.triggers import Wakeup, backoff, jittered
 
-_PASS_PARAMS = frozenset(inspect.signature(reconcile_once).parameters)
-_NEXT_OPENS = re.compile(r"next opens (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
 STABLE = frozenset(("succeeded", "rejected"))
 """Outcomes after which an idle timer pass may skip reconcile (see the module docstring)."""
 QUIET_REFRESH = 30.0
@@ -152,16 +135,15 @@ class Agent:
         self._stop_reason = ""
         self._clock = _AgentClock(self._stop)
         self._log = structlog.get_logger().bind(device=config.device)
-        self._checkout: Checkout | None = None
-        self._source_failed = True  # the first pass fetches
+        self._source = AgentSource(config, self._log)
+        self._soon: float | None = None
         self._last: _Last | None = None
-        self._first_seen: dict[str, datetime] = self._load_first_seen()
+        self._locks = LockFiles(config)
         self._record = store.load()
         self._result: PassResult | None = None
         self._observed: ObservedState | None = None
         self._observed_at: datetime | None = None
         self._pending: PendingUpdate | None = None
-        self._fetch = FetchState()
         self._tally = Tally()
         self.failures = 0
         self._override: tuple[str, str] | None = None
@@ -203,6 +185,8 @@ class Agent:
             if self.failures:
                 cap = self.config.max_backoff
                 wait = max(wait, backoff(self.failures, wait, cap, self._rng.random()))
+            if self._soon is not None:  # a bundle file still being copied
+                wait = min(wait, self._soon)
             self._log.debug("agent.waiting", seconds=round(wait, 3), failures=self.failures)
             reasons = self.wakeup.wait(wait) - {"stop"}
         self._publish(self._build(_now()))
@@ -250,24 +234,22 @@ class Agent:
             self._log.warning("status.unpublished", error=str(e))
 
     def _build(self, now: datetime) -> Status:
-        checkout = self._checkout
         status = build_status(
             self._record,
             now=now,
             last_pass=self._result,
             observed=self._observed,
             pending=self._pending,
-            fetch=self._fetch,
-            desired_revision=None if checkout is None else checkout.revision,
+            fetch=self._source.fetch,
+            desired_revision=self._source.desired,
             poll_interval=self.config.poll_interval,
             heartbeat_at=now,
             counters=self._tally,
         )
-        if self._fetch.error is not None:  # the pass may have run after the failed fetch
+        if status.fetch.error is not None:  # the pass may have run after the failed fetch
             kept = "" if self.applied is None else f"; running {self.applied} is kept"
-            return dataclasses.replace(
-                status, outcome=SOURCE_UNREACHABLE, reason=f"{status.fetch.error}{kept}"
-            )
+            why = f"{status.fetch.error}{kept}"
+            return dataclasses.replace(status, outcome=SOURCE_UNREACHABLE, reason=why)
         if self._override is not None:
             status = dataclasses.replace(
                 status, outcome=self._override[0], reason=self._override[1]
@@ -279,37 +261,48 @@ class Agent:
     def _pass(self, reasons: frozenset[str]) -> str | None:
         """One pass; the outcome when reconcile ran, ``None`` for an idle pass."""
         now = _now()
-        checkout = self._refresh(now)
+        source = self._source.refresh(self._record, now)
+        if source.fetch_failed:
+            self._tally = self._tally.fetch_failed()
+        self._soon = source.recheck_in
+        if source.refused is not None:  # also shown by the idle passes that follow
+            self._override = ("rejected", source.refused)
+        checkout = source.checkout
         if checkout is None:
-            self.failures += 1
-            return None
-        locked = self._locked()
-        if self._idle(reasons, checkout, locked):
+            self.failures += source.refused is None
+            return None if source.refused is None else "rejected"
+        locked = self._locks.locked()
+        if self._idle(reasons, source, locked):
             return None
         pending = self.applied is None or checkout.revision != self.applied
         gate = gates.lock_gate(
             locked,
-            self._first_seen,
+            self._locks.first_seen,
             now,
             timedelta(seconds=self.config.max_defer),
             update_pending=pending,
         )
-        self._keep_first_seen(gate.first_seen)
+        self._locks.keep_first_seen(gate.first_seen)
         for stack in sorted(gate.expired):
             self._log.warning("lock.expired", stack=stack, max_defer=self.config.max_defer)
-        result = self._reconcile(checkout, gate, reasons)
+        done = self._reconcile(checkout, gate, reasons)
+        result = _sticky(self._result, done)
         self._result = result
         self._record = self.store.load()
         self._observe()
         self._pending = _pending(result, gate, checkout)
-        self._last = _Last(
-            checkout.revision, checkout.dirty, locked, result.outcome, time.monotonic()
-        )
+        outcome: str = done.outcome  # counted as it happened; the status may stay sticky
+        if source.refused is not None and outcome in STABLE:
+            outcome, self._pending = "rejected", None  # what runs was kept or repaired
+        else:
+            self._override = None
+        self._last = _Last(source.desired, checkout.dirty, locked, outcome, time.monotonic())
         if result.outcome == "succeeded" and checkout.revision is not None:
-            self._prune(checkout.revision, result)
-        failed = self._fetch.error is not None or result.outcome in RETRY
+            keep = (checkout.revision, result.applied_revision, result.last_good_revision)
+            self._source.prune({r for r in keep if r})
+        failed = self._source.fetch.error is not None or result.outcome in RETRY
         self.failures = self.failures + 1 if failed else 0
-        return result.outcome
+        return outcome
 
     def _observe(self) -> None:
         """One snapshot of the managed containers for the status (not for decisions)."""
@@ -321,61 +314,16 @@ class Agent:
 
     # ------------------------------------------------------------------ stages
 
-    def _refresh(self, now: datetime) -> Checkout | None:
-        """The checkout to reconcile; records the fetch state (``None``: nothing usable)."""
-        cfg = self.config
-        try:
-            if self._checkout is None or self._source_failed or not is_url(cfg.repo):
-                checkout = open_source(cfg.repo, cfg.cache_dir, cfg.ref, cfg.source_timeout)
-            else:
-                head = remote_head(cfg.repo, cfg.ref, cfg.source_timeout)
-                checkout = self._checkout
-                if head != checkout.revision:
-                    checkout = open_source(cfg.repo, cfg.cache_dir, head, cfg.source_timeout)
-        except SourceError as e:
-            self._source_failed = True
-            self._fetch = self._fetch.failed(str(e), now)
-            self._tally = self._tally.fetch_failed()
-            self._log.warning("source.unreachable", error=str(e))
-            return self._fallback()
-        if self._checkout is None or checkout.revision != self._checkout.revision:
-            self._log.info("source.fetched", revision=checkout.revision, dirty=checkout.dirty)
-        self._source_failed = False
-        self._fetch = self._fetch.fetched(now)
-        self._checkout = checkout
-        return checkout
-
-    def _fallback(self) -> Checkout | None:
-        """The last fetched checkout, else the applied revision from the local mirror."""
-        applied = self.applied
-        if self._checkout is not None or applied is None:
-            return self._checkout
-        cfg = self.config
-        try:
-            self._checkout = open_source(cfg.repo, cfg.cache_dir, applied, cfg.source_timeout)
-        except SourceError as e:
-            self._log.warning("source.no_local_copy", revision=applied, error=str(e))
-        return self._checkout
-
-    def _locked(self) -> frozenset[str]:
-        """Stacks whose application holds ``updates.lock`` now (observed)."""
-        root = self.config.lock_root
-        try:
-            return frozenset(
-                entry.name for entry in root.iterdir() if (entry / gates.LOCK_FILE).exists()
-            )
-        except OSError:
-            return frozenset()
-
-    def _idle(self, reasons: frozenset[str], checkout: Checkout, locked: frozenset[str]) -> bool:
+    def _idle(self, reasons: frozenset[str], source: Refresh, locked: frozenset[str]) -> bool:
         last = self._last
         if reasons or last is None or last.outcome not in STABLE:
             return False
         if self._events_connected is None or not self._events_connected.is_set():
             return False
         return (
-            last.revision == checkout.revision
-            and last.dirty == checkout.dirty
+            source.checkout is not None
+            and last.revision == source.desired
+            and last.dirty == source.checkout.dirty
             and last.locked == locked
             and time.monotonic() - last.at < self.config.resync_interval
         )
@@ -384,27 +332,15 @@ class Agent:
         self, checkout: Checkout, gate: gates.LockGate, reasons: frozenset[str]
     ) -> PassResult:
         cfg = self.config
-        extra: dict[str, Any] = {}
-        if "repair_drift" in _PASS_PARAMS:
-            extra["repair_drift"] = cfg.repair_drift
-        tree = checkout
-        hold_reason = ""
         if gate.held:
             self._log.info("lock.held", stacks=sorted(gate.held), reason=gate.reason())
-            if "held_stacks" in _PASS_PARAMS:
-                extra["held_stacks"] = gate.held_stacks
-            elif self.applied is not None:
-                # Until the pass holds single stacks: hold the whole update, repair drift
-                # of the applied revision only.
-                tree = open_source(cfg.repo, cfg.cache_dir, self.applied, cfg.source_timeout)
-                hold_reason = gate.reason()
         self._log.info(
-            "pass.triggered", reasons=sorted(reasons) or ["timer"], revision=tree.revision
+            "pass.triggered", reasons=sorted(reasons) or ["timer"], revision=checkout.revision
         )
         with self.store.exclusive():
-            result = reconcile_once(
-                tree=RepoTree(tree.root),
-                revision=tree.revision,
+            return reconcile_once(
+                tree=RepoTree(checkout.root),
+                revision=checkout.revision,
                 device=cfg.device,
                 state_dir=cfg.state_dir,
                 runtime=self.runtime,
@@ -413,62 +349,44 @@ class Agent:
                 clock=self._clock,
                 health_timeout=cfg.health_timeout,
                 log=self._log,
-                **extra,
+                repair_drift=cfg.repair_drift,
+                held_stacks=gate.held,
             )
-        if hold_reason and result.outcome in STABLE:
-            return dataclasses.replace(
-                result, outcome="deferred", reason=hold_reason, revision=checkout.revision
-            )
-        return result
 
-    def _prune(self, revision: str, result: PassResult) -> None:
-        keep = {revision, *(r for r in (result.applied_revision, result.last_good_revision) if r)}
-        removed = prune_checkouts(self.config.cache_dir, keep)
-        if removed:
-            self._log.info("source.pruned", checkouts=len(removed))
 
-    # -------------------------------------------------------- lock clocks on disk
+def _sticky(previous: PassResult | None, result: PassResult) -> PassResult:
+    """Keep reporting a rollback while the device stays on its last good revision.
 
-    def _load_first_seen(self) -> dict[str, datetime]:
-        path = self.config.device_dir / "locks.json"
-        try:
-            data = json.loads(path.read_bytes())
-            return {str(k): parse_rfc3339(str(v)) for k, v in dict(data).items()}
-        except (OSError, ValueError, TypeError):
-            return {}
-
-    def _keep_first_seen(self, clocks: Mapping[str, datetime]) -> None:
-        """Persist the deferral clocks so a restart does not grant a lock more time."""
-        if dict(clocks) == self._first_seen:
-            return
-        self._first_seen = dict(clocks)
-        data = {stack: rfc3339(at) for stack, at in sorted(clocks.items())}
-        write_atomic(self.config.device_dir / "locks.json", json.dumps(data).encode())
+    After a rollback every pass toward the same failed revision does nothing and says
+    ``failed-no-change``; the status must go on saying *rolled-back*, with the reason,
+    until the desired revision changes or something is done again.
+    """
+    if (
+        previous is not None
+        and previous.outcome == "rolled-back"
+        and result.outcome == "failed-no-change"
+        and result.revision == previous.revision
+        and result.update is None
+        and result.rollback is None
+    ):
+        return previous
+    return result
 
 
 def _pending(result: PassResult, gate: gates.LockGate, checkout: Checkout) -> PendingUpdate | None:
     """The update that waits (window or application lock), for the status."""
-    if result.outcome != "deferred":
+    if result.outcome != "waiting":
         return None
-    revision = checkout.revision or result.revision or ""
-    opens = _NEXT_OPENS.search(result.reason)
-    if gate.held and not opens:
-        until = min(gate.held.values())
-        return PendingUpdate(revision, gate.reason(), until)
-    return PendingUpdate(revision, result.reason, parse_rfc3339(opens.group(1)) if opens else None)
+    until = result.next_window
+    if until is None and result.held_stacks:
+        until = min(gate.held[s] for s in result.held_stacks if s in gate.held)
+    return PendingUpdate(checkout.revision or result.revision or "", result.reason, until)
 
 
 def _gist(status: Status) -> tuple[object, ...]:
     """What a reader of the status file must see at once when it changes."""
-    return (
-        status.outcome,
-        status.reason,
-        status.stale,
-        status.fetch.error,
-        status.desired_revision,
-        status.applied_revision,
-        status.pending_update,
-    )
+    fields = ("outcome", "reason", "stale", "desired_revision", "applied_revision")
+    return (*(getattr(status, name) for name in fields), status.pending_update, status.fetch.error)
 
 
 def _now() -> datetime:

@@ -8,9 +8,10 @@ file. The default file ``/etc/fleetgate/agent.yaml`` may be missing; an explicit
 
 Values from the environment and flags are strings: ``watch`` is a comma-separated list
 (the flag may also be repeated), ``policy`` is an inline YAML/JSON mapping,
-``repairDrift`` is ``true``/``false``. Every mistake is one :class:`UsageError` line
-naming the file and line (or the variable / flag) and what to write instead; the
-command line turns it into exit code 2.
+``repairDrift`` and ``allowRewind`` are ``true``/``false``. ``watch`` needs
+``allowedSigners`` (bundles are imported only when signed). Every mistake is one
+:class:`UsageError` line naming the file and line (or the variable / flag) and what to
+write instead; the command line turns it into exit code 2.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ KEYS: tuple[str, ...] = (
     "resyncInterval",
     "maxBackoff",
     "sourceTimeout",
+    "allowRewind",
 )
 """Every configuration key, in the order ``--help`` shows them."""
 
@@ -72,11 +74,14 @@ HELP: Mapping[str, str] = {
     "resyncInterval": "longest time between two full engine observations (default 5m)",
     "maxBackoff": "cap of the retry backoff after source or engine errors (default 5m)",
     "sourceTimeout": "timeout of one git operation (default 60s)",
+    "allowRewind": "accept the tracked ref moving backwards or to another history: "
+    "true|false (default false)",
 }
 
 _DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _DURATIONS = ("pollInterval", "healthTimeout", "maxDefer", "resyncInterval", "maxBackoff")
 _DURATIONS_ALL = (*_DURATIONS, "sourceTimeout")
+_BOOLEANS = ("repairDrift", "allowRewind")
 
 
 def env_name(key: str) -> str:
@@ -114,6 +119,7 @@ class AgentConfig:
     resync_interval: float = 300.0
     max_backoff: float = 300.0
     source_timeout: float = 60.0
+    allow_rewind: bool = False
 
     @property
     def cache_dir(self) -> Path:
@@ -206,7 +212,7 @@ def _from_text(key: str, text: str, where: str) -> Any:
     """A string from the environment or a flag as the value the file would hold."""
     if key == "watch":
         return [part.strip() for part in text.split(",") if part.strip()]
-    if key == "repairDrift":
+    if key in _BOOLEANS:
         lowered = text.strip().lower()
         if lowered in ("true", "1", "yes", "on"):
             return True
@@ -259,6 +265,12 @@ def _resolve(values: Mapping[str, _Value], hostname: str | None) -> AgentConfig:
     state = get("stateDir")
     signers = get("allowedSigners")
     ref, docker_host, repair = get("ref"), get("dockerHost"), get("repairDrift")
+    rewind = get("allowRewind")
+    if watch is not None and watch.value and signers is None:
+        raise UsageError(
+            f"{watch.where}: watch folders import signed bundles only; set allowedSigners "
+            "(an OpenSSH allowed signers file) as well"
+        )
     return AgentConfig(
         device=device,
         repo=str(repo_v.value).strip(),
@@ -276,6 +288,7 @@ def _resolve(values: Mapping[str, _Value], hostname: str | None) -> AgentConfig:
         resync_interval=durations.get("resyncInterval", 300.0),
         max_backoff=durations.get("maxBackoff", 300.0),
         source_timeout=durations.get("sourceTimeout", 60.0),
+        allow_rewind=False if rewind is None else bool(rewind.value),
     )
 
 

@@ -91,12 +91,16 @@ class TestPrecedence:
         """watch is comma-separated, repairDrift a boolean, policy an inline mapping."""
         env = {
             "FLEETGATE_WATCH": "/media/usb, /srv/bundles",
+            "FLEETGATE_ALLOWED_SIGNERS": "/etc/fleetgate/allowed_signers",
             "FLEETGATE_REPAIR_DRIFT": "false",
+            "FLEETGATE_ALLOW_REWIND": "yes",
             "FLEETGATE_POLICY": "{registries: [registry.plant.example], privileged: false}",
         }
+        assert load(None, env, repo="x").watch == (Path("/media/usb"), Path("/srv/bundles"))
         cfg = load(None, env, repo="x", watch=["/mnt/a"])
         assert cfg.watch == (Path("/mnt/a"),)
         assert cfg.repair_drift is False
+        assert cfg.allow_rewind is True
         assert cfg.policy == Policy(registries=("registry.plant.example",))
 
     def test_file_policy_and_durations(self, tmp_path: Path) -> None:
@@ -109,6 +113,36 @@ class TestPrecedence:
         assert cfg.policy == Policy(host_paths=("/var/lib/plc",))
         assert cfg.health_timeout == 90.0
         assert cfg.max_defer == 7200.0
+
+
+class TestSourceSecurity:
+    """Anti-rollback is on unless allowRewind says otherwise; bundles need allowedSigners."""
+
+    def test_allow_rewind_defaults_to_false(self) -> None:
+        """Without allowRewind the tracked ref may only move forward."""
+        assert load(None, repo="x").allow_rewind is False
+
+    def test_allow_rewind_from_file_env_and_flag(self, tmp_path: Path) -> None:
+        """allowRewind is a boolean in the file and true/false text elsewhere, flags winning."""
+        path = write(tmp_path, "repo: x\nallowRewind: true\n")
+        assert load(path).allow_rewind is True
+        assert load(path, {"FLEETGATE_ALLOW_REWIND": "false"}).allow_rewind is False
+        env = {"FLEETGATE_ALLOW_REWIND": "false"}
+        assert load(path, env, allowRewind="true").allow_rewind is True
+
+    def test_allow_rewind_must_be_a_boolean(self, tmp_path: Path) -> None:
+        """A non-boolean allowRewind is one line naming the file and line."""
+        path = write(tmp_path, "repo: x\nallowRewind: sometimes\n")
+        with pytest.raises(UsageError, match=r"agent\.yaml:2"):
+            load(path)
+        with pytest.raises(UsageError, match="FLEETGATE_ALLOW_REWIND"):
+            load(None, {"FLEETGATE_ALLOW_REWIND": "maybe"}, repo="x")
+
+    def test_watch_without_allowed_signers_is_refused(self, tmp_path: Path) -> None:
+        """Watch folders import signed bundles only, so they need allowedSigners."""
+        path = write(tmp_path, "repo: x\nwatch: [/media/usb]\n")
+        with pytest.raises(UsageError, match=r"agent\.yaml:2: .*allowedSigners"):
+            load(path)
 
 
 class TestMistakes:

@@ -2,10 +2,13 @@
 
 - :class:`Fleet`: a Git repository (``support.gitserver.Origin``) in the served folder
   with one device and one stack ``app`` (service ``web``: busybox ``sleep``, ``init``,
-  a one-second stop grace, health = running without restarts).
+  a one-second stop grace, health = running without restarts); commits may be signed
+  with an SSH key, carry a crashing command or extra (e.g. deliberately invalid) files.
 - :class:`AgentProcess`: ``python -m reconciler agent --config FILE`` with a temporary
-  state directory; reads ``status.json``; stops with SIGTERM; always killed in the
-  finalizer.
+  state directory and optional extra environment (``FLEETGATE_CRASH_AT``); reads
+  ``status.json``; stops with SIGTERM; always killed in the finalizer.
+- :func:`keygen` / :func:`allowed_signers`: SSH signing keys for signed commits and
+  bundles.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import docker
 import yaml
-from support.gitserver import GIT_ENV, Origin
+from support.gitserver import GIT_ENV, Origin, git
 from support.wait import wait_for
 
 PYTHON = Path(sys.executable)
@@ -32,13 +35,17 @@ COMPOSE = """\
 services:
   web:
     image: {image}
-    command: ["sleep", "3600"]
+    command: {command}
     init: true
     stop_grace_period: 1s
     labels:
       io.fleetgate.test-run: "{run}"
     environment:
       GREETING: ${{GREETING}}
+{volumes}"""
+CONFIG_MOUNT = """\
+    volumes:
+      - ./app.conf:/etc/app.conf:ro
 """
 
 
@@ -57,27 +64,87 @@ class Fleet:
     def name(self) -> str:
         return self.origin.name
 
-    def commit(self, *, greeting: str, message: str = "change") -> str:
+    def commit(
+        self,
+        *,
+        greeting: str,
+        message: str = "change",
+        command: str = '["sleep", "3600"]',
+        sign_with: Path | None = None,
+        extra: Mapping[str, str] | None = None,
+        config: str | None = None,
+    ) -> str:
+        """Commit the fleet with ``greeting`` (and ``command`` for ``web``); the new head.
+
+        ``sign_with``: an SSH private key that signs the commit. ``extra``: more files
+        (relative path -> text) in the same commit. ``config``: the text of a config
+        file ``app.conf`` mounted read-only into ``web``.
+        """
         device: dict[str, Any] = {"stacks": ["app"]}
         if self.windows is not None:
             device["updateWindows"] = self.windows
-        self.head = self.origin.commit(
-            {
-                "fleet.yaml": yaml.safe_dump({"variables": {"GREETING": greeting}}),
-                f"devices/{self.device}.yaml": yaml.safe_dump(device),
-                "stacks/app/compose.yaml": COMPOSE.format(image=self.image, run=self.run_id),
-                "stacks/app/stack.yaml": "healthTimeout: 10s\n",
-            },
-            message,
+        volumes = "" if config is None else CONFIG_MOUNT
+        compose = COMPOSE.format(
+            image=self.image, run=self.run_id, command=command, volumes=volumes
         )
+        files = {
+            "fleet.yaml": yaml.safe_dump({"variables": {"GREETING": greeting}}),
+            f"devices/{self.device}.yaml": yaml.safe_dump(device),
+            "stacks/app/compose.yaml": compose,
+            "stacks/app/stack.yaml": "healthTimeout: 10s\n",
+            **({} if config is None else {"stacks/app/app.conf": config}),
+            **(extra or {}),
+        }
+        if sign_with is None:
+            self.head = self.origin.commit(files, message)
+            return self.head
+        for rel, text in files.items():
+            (self.origin.path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (self.origin.path / rel).write_text(text, encoding="utf-8")
+        git("add", "--all", cwd=self.origin.path)
+        sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={sign_with}"]
+        git(*sign, "commit", "--quiet", "--allow-empty", "-S", "-m", message,
+            cwd=self.origin.path)  # fmt: skip
+        self.head = git("rev-parse", "HEAD", cwd=self.origin.path)
         return self.head
+
+    def rewind(self, revision: str) -> None:
+        """Force the served branch back to ``revision`` (what a force-push does)."""
+        git("update-ref", "refs/heads/main", revision, cwd=self.origin.path)
+        git("read-tree", "--reset", "-u", "HEAD", cwd=self.origin.path)
+        self.head = revision
+
+
+def keygen(path: Path) -> Path:
+    """A fresh ed25519 key pair without passphrase; the private key path."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)],
+        check=True,
+        timeout=30,
+    )
+    return path
+
+
+def allowed_signers(path: Path, *keys: Path) -> Path:
+    """An OpenSSH allowed signers file allowing ``keys`` for the test committer."""
+    lines = [f"{GIT_ENV['GIT_COMMITTER_EMAIL']} {k.with_suffix('.pub').read_text().strip()}"
+             for k in keys]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 class AgentProcess:
     """One ``fleetgate agent`` subprocess with its own state directory."""
 
-    def __init__(self, tmp: Path, config: Mapping[str, Any], state: Path | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        config: Mapping[str, Any],
+        state: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.tmp = tmp
+        self.extra_env = dict(env or {})
         self.state = state or tmp / "state"
         self.device = str(config["device"])
         self.config_path = tmp / "agent.yaml"
@@ -89,6 +156,7 @@ class AgentProcess:
 
     def start(self) -> AgentProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETGATE_")}
+        env.update(self.extra_env)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [str(PYTHON), "-m", "reconciler", "agent", "--config", str(self.config_path)],
@@ -136,6 +204,16 @@ class AgentProcess:
             assert self.proc is not None
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def labelled(client: docker.DockerClient, device: str) -> list[docker.models.containers.Container]:
+    """Every container (running or not) carrying the device's fleetgate labels."""
+    return list(
+        client.containers.list(
+            all=True,
+            filters={"label": ["io.fleetgate.managed=true", f"io.fleetgate.device={device}"]},
+        )
+    )
 
 
 def managed(client: docker.DockerClient, device: str) -> dict[str, tuple[str, str, str]]:

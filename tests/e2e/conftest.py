@@ -18,14 +18,15 @@ def fleet(served: Path, device_id: str, busybox_image: str, test_run_id: str) ->
 
 @pytest.fixture
 def start_agent(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
-    """Start an agent with a config (device, repo, ...); every one is killed afterwards."""
+    """Start an agent with a config (device, repo, ...) and optional extra environment
+    (``env=``); every one is killed afterwards."""
     started: list[AgentProcess] = []
 
-    def start(**config: Any) -> AgentProcess:
+    def start(env: dict[str, str] | None = None, **config: Any) -> AgentProcess:
         folder = tmp_path / f"agent-{len(started)}"
         folder.mkdir()
         # A restart (a second agent in one test) keeps the first one's state directory.
-        agent = AgentProcess(folder, config, started[0].state if started else None)
+        agent = AgentProcess(folder, config, started[0].state if started else None, env)
         started.append(agent.start())
         return agent
 

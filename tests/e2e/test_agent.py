@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -34,7 +35,7 @@ def config(fleet: Fleet, daemon: GitDaemon, **extra: object) -> dict[str, object
     }
 
 
-def converged(agent: AgentProcess, revision: str) -> dict[str, object]:
+def converged(agent: AgentProcess, revision: str) -> dict[str, Any]:
     status = agent.status()
     ok = status.get("outcome") == "succeeded" and status.get("applied_revision") == revision
     return status if ok else {}
@@ -201,7 +202,7 @@ class TestGates:
         head = fleet.commit(greeting="in-window")
         status = wait_for(
             lambda: (
-                (s := agent.status()).get("outcome") == "deferred"
+                (s := agent.status()).get("outcome") == "waiting"
                 and s.get("desired_revision") == head
                 and s
             ),
@@ -230,7 +231,7 @@ class TestGates:
         head = fleet.commit(greeting="after-lock")
         status = wait_for(
             lambda: (
-                (s := agent.status()).get("outcome") == "deferred"
+                (s := agent.status()).get("outcome") == "waiting"
                 and s.get("desired_revision") == head
                 and s
             ),
