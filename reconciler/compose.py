@@ -23,13 +23,13 @@ service with ``env_file`` is never memoized (its files may read any variable).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.compose_context import Issues, StackContext, is_true, line_of, scalar_text
 from reconciler.compose_mounts import MountAccumulator, volume_name
-from reconciler.compose_service import normalize_service
+from reconciler.compose_service import normalize_service, respecify
 from reconciler.errors import Finding
 from reconciler.model import ConfigFile, NetworkSpec, ServiceSpec, VolumeSpec
 
@@ -65,7 +65,20 @@ class ServiceResult:
     networks: tuple[str, ...]  # compose keys of the networks it joins
 
 
-ServiceMemo = MutableMapping[tuple[str, str, str], ServiceResult]
+_Base = tuple[Any, str, ServiceResult]  # interpolated mapping, its lookups, its result
+
+
+@dataclass(slots=True)
+class ServiceMemo:
+    """Normalized services of one stack manifest for one device-as and state dir.
+
+    ``results`` by (name, interpolated mapping, context); ``bases`` per (name, context)
+    the first clean result, its mapping and lookups, from which ``respecify`` derives a service
+    that differs in a few self-contained keys (say one per-device environment value).
+    """
+
+    results: dict[tuple[str, str, str], ServiceResult] = field(default_factory=dict)
+    bases: dict[tuple[str, str], _Base] = field(default_factory=dict)
 
 
 def _fingerprint(value: Any) -> str | None:
@@ -108,6 +121,45 @@ def _normalize_one(
         tuple(acc.volumes),
         tuple(used),
     )
+
+
+def _service(
+    ctx: StackContext,
+    name: str,
+    node: Any,
+    doc: Mapping[str, Any],
+    *,
+    memo: ServiceMemo | None,
+    context: str | None,
+) -> ServiceResult:
+    """One service's result: from the memo, derived from its base, or normalized."""
+    lookups = _lookups(node, ctx.variables) if memo is not None else None
+    fingerprint = _fingerprint(node) if context is not None and lookups is not None else None
+    if memo is None or context is None or lookups is None or fingerprint is None:
+        return _normalize_one(ctx, name, node, doc)
+    key = (name, fingerprint, context + lookups)
+    result = memo.results.get(key)
+    if result is None:
+        base = memo.bases.get((name, context))
+        result = _derived(ctx, name, node, lookups, base) or _normalize_one(ctx, name, node, doc)
+        memo.results[key] = result
+        if base is None and not result.findings:
+            memo.bases[(name, context)] = (node, lookups, result)
+    return result
+
+
+def _derived(
+    ctx: StackContext, name: str, node: Any, lookups: str, base: _Base | None
+) -> ServiceResult | None:
+    """The service derived from the memo's base for it (see ``respecify``), if it can be."""
+    if base is None or base[2].spec is None:
+        return None
+    looked_up = ("environment",) if lookups != base[1] else ()  # bare names' values differ
+    spec = respecify(ctx, name, node, base[0], base[2].spec, also=looked_up)
+    if spec is None:
+        return None
+    old = base[2]
+    return ServiceResult(spec, (), old.config_files, old.data_dirs, old.volumes, old.networks)
 
 
 def _labels(spec: Any) -> tuple[tuple[str, str], ...]:
@@ -171,17 +223,7 @@ def normalize_compose(
         )
     )
     for name in services:
-        node = services[name]
-        key = None
-        lookups = _lookups(node, ctx.variables) if service_memo is not None else None
-        if service_memo is not None and context is not None and lookups is not None:
-            fingerprint = _fingerprint(node)
-            key = None if fingerprint is None else (str(name), fingerprint, context + lookups)
-        result = service_memo.get(key) if service_memo is not None and key else None
-        if result is None:
-            result = _normalize_one(ctx, str(name), node, doc)
-            if service_memo is not None and key is not None:
-                service_memo[key] = result
+        result = _service(ctx, str(name), services[name], doc, memo=service_memo, context=context)
         issues.findings.extend(result.findings)
         acc.config_files.update(result.config_files)
         acc.data_dirs.update(dict.fromkeys(result.data_dirs))

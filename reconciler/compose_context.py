@@ -189,3 +189,75 @@ class Reader:
             self.bad(key, "must be a mapping")
             return {}
         return value
+
+
+_OPERATORS = ";&|<>"
+_SPACE = " \t\r\n"
+
+
+class ShellOperator(ValueError):
+    """A command string holds a shell operator where compose-go stops reading it."""
+
+    def __init__(self, operator: str) -> None:
+        super().__init__(operator)
+        self.operator = operator
+
+
+def shell_words(line: str) -> tuple[str, ...]:
+    """Split a command string exactly like compose-go (``go-shellwords`` ``Parse``).
+
+    Quotes, backslashes, backticks and ``$(...)`` group as there. Where go-shellwords
+    meets an unquoted ``; & | < >`` it silently drops the rest of the line, so
+    ``trap "exit 0" TERM; sleep 1`` runs as ``trap 'exit 0' TERM``; this raises
+    :class:`ShellOperator` instead (the file must say what it means). Other malformed
+    strings (open quotes, a bare ``(``) raise ``ValueError`` as compose-go refuses them.
+    """
+    args: list[str] = []
+    buf: list[str] = []
+    escaped = double = single = backquote = dollar = got = False
+    for i, c in enumerate(line):
+        if escaped:
+            buf.append(c)
+            escaped = False
+            continue
+        if c == "\\":
+            if single:
+                buf.append(c)
+            else:
+                escaped = True
+            continue
+        if c in _SPACE:
+            if single or double or backquote or dollar:
+                buf.append(c)
+            elif got:
+                args.append("".join(buf))
+                buf, got = [], False
+            continue
+        if c == "`" and not (single or double or dollar):
+            backquote = not backquote
+        elif c == ")" and not (single or double or backquote):
+            dollar = not dollar
+        elif c == "(" and not (single or double or backquote):
+            if dollar or not buf or buf[-1] != "$":
+                raise ValueError("invalid command line string")
+            dollar = True
+        elif c == '"' and not (single or dollar):
+            got = got or (double and not buf)
+            double = not double
+            continue
+        elif c == "'" and not (double or dollar):
+            got = got or (single and not buf)
+            single = not single
+            continue
+        elif c in _OPERATORS and not (single or double or backquote or dollar):
+            end = i
+            while end < len(line) and line[end] in _OPERATORS:
+                end += 1
+            raise ShellOperator(line[i:end])
+        got = True
+        buf.append(c)
+    if escaped or single or double or backquote or dollar:
+        raise ValueError("invalid command line string")
+    if got:
+        args.append("".join(buf))
+    return tuple(args)

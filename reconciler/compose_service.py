@@ -6,17 +6,32 @@ naming ``services.<name>.<key>`` and the line; nothing here knows about other de
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from operator import attrgetter
 from typing import Any, Literal, cast
 
 from reconciler import compose_resources as res
-from reconciler.compose_context import Issues, Reader, StackContext, line_of, scalar_text
+from reconciler.compose_context import (
+    Issues,
+    Reader,
+    ShellOperator,
+    StackContext,
+    line_of,
+    scalar_text,
+    shell_words,
+)
 from reconciler.compose_env import EnvFileError, parse_env_file, resolve_env_file
 from reconciler.compose_mounts import MountAccumulator, MountReader, tmpfs_entries, volume_name
 from reconciler.compose_ports import normalize_ports
 from reconciler.errors import Finding
-from reconciler.model import Dependency, NetworkAttachment, PullPolicy, ServiceSpec
+from reconciler.model import (
+    Dependency,
+    NetworkAttachment,
+    PortBinding,
+    PullPolicy,
+    ServiceSpec,
+)
 from reconciler.tree import TreeEscape
 
 SERVICE_KEYS = frozenset(
@@ -51,10 +66,16 @@ def _command(r: Reader, key: str) -> tuple[str, ...] | None:
         return None
     if isinstance(value, str):
         try:
-            return tuple(shlex.split(value))
+            return shell_words(value)
+        except ShellOperator as e:
+            r.bad(
+                key,
+                f"uses a shell operator {e.operator!r} that Compose would cut off here; "
+                "write it as a list: [sh, -c, '...']",
+            )
         except ValueError as e:
             r.bad(key, f"cannot split {value!r} ({e}); use the list form")
-            return None
+        return None
     if isinstance(value, list) and not any(isinstance(v, dict | list) for v in value):
         return tuple(scalar_text(v) for v in value)
     r.bad(key, "must be a string or a list of strings")
@@ -171,6 +192,79 @@ def _depends_on(r: Reader, services: Mapping[str, Any]) -> tuple[Dependency, ...
     return tuple(sorted(out, key=lambda d: d.service))
 
 
+def _image(ctx: StackContext, r: Reader, name: str) -> str:
+    image = r.str_("image")
+    if not image:
+        r.issues.add(getattr(r.node, "line", None), r.where, "image is required")
+        return ""
+    return image
+
+
+def _container_name(ctx: StackContext, r: Reader, name: str) -> str:
+    return r.str_("container_name") or ctx.prefix + name
+
+
+def _labels(ctx: StackContext, r: Reader, name: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v or "") for k, v in r.pairs("labels")))
+
+
+def _ports(ctx: StackContext, r: Reader, name: str) -> tuple[PortBinding, ...]:
+    return normalize_ports(r.node.get("ports"), f"{r.where}.ports", r.line("ports"), r.issues)
+
+
+def _text(key: str) -> Callable[[StackContext, Reader, str], Any]:
+    return lambda ctx, r, name: r.str_(key)
+
+
+_LOCAL: dict[str, Callable[[StackContext, Reader, str], Any]] = {
+    "image": _image,
+    "container_name": _container_name,
+    "command": lambda ctx, r, name: _command(r, "command"),
+    "entrypoint": lambda ctx, r, name: _command(r, "entrypoint"),
+    "environment": lambda ctx, r, name: _environment(ctx, r),
+    "labels": _labels,
+    "ports": _ports,
+    **{key: _text(key) for key in ("platform", "user", "working_dir", "hostname", "stop_signal")},
+}
+"""Service keys that each make exactly one same-named :class:`ServiceSpec` field and
+nothing else (no mounts, networks or other fields read them): ``respecify`` recomputes
+only these. ``normalize_service`` calls the same functions, so the two cannot drift."""
+_FIELD_INDEX = {f.name: i for i, f in enumerate(fields(ServiceSpec))}
+_spec_args = attrgetter(*_FIELD_INDEX)
+
+
+def respecify(
+    ctx: StackContext,
+    name: str,
+    node: Any,
+    base_node: Any,
+    base: ServiceSpec,
+    *,
+    also: tuple[str, ...] = (),
+) -> ServiceSpec | None:
+    """``base`` (normalized from ``base_node`` with the same context, without findings)
+    re-derived for ``node``; ``None`` unless they differ only in ``_LOCAL`` keys and
+    those normalize without findings (the caller then normalizes in full). Keys in
+    ``also`` are recomputed even if equal (``environment`` when bare names' values differ).
+
+    Without ``env_file`` only: its files read the variables. Unchanged subtrees of an
+    interpolated document are shared objects, so the comparison is mostly by identity.
+    """
+    if not isinstance(node, dict) or not isinstance(base_node, dict) or "env_file" in node:
+        return None
+    changed = [k for k, v in node.items() if v is not base_node.get(k) and v != base_node.get(k)]
+    changed += [k for k in base_node if k not in node and base_node[k] is not None]
+    changed += [k for k in also if k not in changed]
+    if any(k not in _LOCAL for k in changed):
+        return None
+    issues = Issues(ctx.compose_path)
+    r = Reader(node, f"services.{name}", issues)
+    args = list(_spec_args(base))
+    for key in changed:
+        args[_FIELD_INDEX[key]] = _LOCAL[key](ctx, r, name)
+    return None if issues.findings else ServiceSpec(*args)
+
+
 def normalize_service(
     ctx: StackContext,
     name: str,
@@ -189,10 +283,7 @@ def normalize_service(
     for key in node:
         if key not in SERVICE_KEYS and not str(key).startswith("x-"):
             r.bad(str(key), "is not supported by fleetgate; remove it (see the Compose subset)")
-    image = r.str_("image")
-    if not image:
-        issues.add(node.line if hasattr(node, "line") else None, where, "image is required")
-        image = ""
+    image = _image(ctx, r, name)
     pull = r.str_("pull_policy") or "missing"
     if pull not in _PULL:
         r.bad("pull_policy", f"{pull!r} is not supported; use always, never or missing")
@@ -215,15 +306,15 @@ def normalize_service(
         device=ctx.device,
         stack=ctx.stack,
         service=name,
-        container_name=r.str_("container_name") or ctx.prefix + name,
+        container_name=_container_name(ctx, r, name),
         image=image,
         platform=r.str_("platform"),
         pull_policy=_PULL.get(pull, "missing"),
         command=_command(r, "command"),
         entrypoint=_command(r, "entrypoint"),
         environment=_environment(ctx, r),
-        labels=tuple(sorted((k, v or "") for k, v in r.pairs("labels"))),
-        ports=normalize_ports(node.get("ports"), f"{where}.ports", r.line("ports"), issues),
+        labels=_labels(ctx, r, name),
+        ports=_ports(ctx, r, name),
         mounts=tuple(sorted(service_acc.mounts, key=lambda m: m.target)),
         tmpfs=tmpfs_entries(node.get("tmpfs"), f"{where}.tmpfs", r.line("tmpfs"), issues),
         networks=networks,

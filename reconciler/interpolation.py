@@ -266,74 +266,82 @@ def interpolate_document(
     return CompiledDocument(doc).interpolate(variables)
 
 
+_Plan = tuple[Any, ...]
+"""How to interpolate one node holding a ``$``: ``(_TEXT, template, raw, line, path)``,
+``(_MAP | _SEQ, node, ((key or index, plan), ...))`` for containers (only the children
+holding a ``$`` are listed; the others are copied as they are)."""
+_TEXT, _MAP, _SEQ, _DICT, _LIST = range(5)
+
+
 class CompiledDocument:
     """A parsed document prepared for repeated interpolation (render: once per stack).
 
-    It remembers which mappings and sequences contain a ``$`` at all, so each
-    interpolation copies only those (fresh :class:`LineDict`/:class:`LineList` with the
-    same lines) and *shares* every subtree without templates with the source document.
-    Documents are never mutated after parsing, so sharing is safe; the instance keeps
-    ``doc`` alive, so the node identities it remembers stay valid.
+    Compiling parses every template once and remembers which mappings and sequences
+    hold a ``$`` at all, with each one's key path, so an interpolation only evaluates
+    templates and copies those containers (fresh :class:`LineDict`/:class:`LineList`
+    with the same lines); every subtree without templates is *shared* with the source
+    document. Documents are never mutated after parsing, so sharing is safe.
     """
 
     def __init__(self, doc: Any) -> None:
         self.doc = doc
-        self._dollar: dict[int, bool] = {}
-        self._scan(doc)
+        self._plan = self._compile(doc, getattr(doc, "line", None), "")
 
-    def _scan(self, node: Any) -> bool:
+    def _compile(self, node: Any, line: int | None, path: str) -> _Plan | None:
         if isinstance(node, str):
-            return "$" in node
+            return (_TEXT, parse_template(node), node, line, path) if "$" in node else None
+        children: list[tuple[Any, _Plan]] = []
         if isinstance(node, dict):
-            found = False
-            for value in node.values():
-                found = self._scan(value) or found
+            for key, value in node.items():
+                where = f"{path}.{key}" if path else str(key)
+                at = node.line_of(key) if isinstance(node, LineDict) else line
+                plan = self._compile(value, at, where)
+                if plan is not None:
+                    children.append((key, plan))
+            kind = _MAP if isinstance(node, LineDict) else _DICT
         elif isinstance(node, list):
-            found = False
-            for value in node:
-                found = self._scan(value) or found
+            for i, value in enumerate(node):
+                at = node.line_of(i) if isinstance(node, LineList) else line
+                plan = self._compile(value, at, f"{path}[{i}]")
+                if plan is not None:
+                    children.append((i, plan))
+            kind = _SEQ if isinstance(node, LineList) else _LIST
         else:
-            return False
-        self._dollar[id(node)] = found
-        return found
+            return None
+        return (kind, node, tuple(children)) if children else None
 
     def interpolate(
         self, variables: Mapping[str, str]
     ) -> tuple[Any, tuple[InterpolationProblem, ...]]:
         """The interpolated document and every problem met (see module doc)."""
+        if self._plan is None:
+            return self.doc, ()
         problems: list[InterpolationProblem] = []
-        dollar = self._dollar
 
-        def go(node: Any, line: int | None, path: str) -> Any:
-            if isinstance(node, str):
-                if "$" not in node:
-                    return node
+        def run(plan: _Plan) -> Any:
+            kind = plan[0]
+            if kind == _TEXT:
                 try:
-                    return substitute(node, variables)
+                    return evaluate(plan[1], variables)
                 except RequiredVariable as e:
-                    problems.append(InterpolationProblem(line, path, e.variable, e.message))
+                    problems.append(InterpolationProblem(plan[3], plan[4], e.variable, e.message))
                 except InvalidTemplate:
-                    problems.append(InterpolationProblem(line, path, None, node))
-                return node
-            if not dollar.get(id(node), False):
-                return node
-            if isinstance(node, LineDict):
-                out = LineDict()
+                    problems.append(InterpolationProblem(plan[3], plan[4], None, plan[2]))
+                return plan[2]
+            node = plan[1]
+            out: Any
+            if kind == _MAP:
+                out = LineDict(node)
                 out.line = node.line
                 out.key_lines = node.key_lines
-                for key, value in node.items():
-                    where = f"{path}.{key}" if path else str(key)
-                    out[key] = go(value, node.line_of(key), where)
-                return out
-            if isinstance(node, LineList):
-                seq = LineList()
-                seq.line = node.line
-                seq.item_lines = node.item_lines
-                seq.extend(go(v, node.line_of(i), f"{path}[{i}]") for i, v in enumerate(node))
-                return seq
-            if isinstance(node, dict):
-                return {k: go(v, line, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
-            return [go(v, line, f"{path}[{i}]") for i, v in enumerate(node)]
+            elif kind == _SEQ:
+                out = LineList(node)
+                out.line = node.line
+                out.item_lines = node.item_lines
+            else:
+                out = dict(node) if kind == _DICT else list(node)
+            for where, child in plan[2]:
+                out[where] = run(child)
+            return out
 
-        result = go(self.doc, getattr(self.doc, "line", None), "")
-        return result, tuple(problems)
+        return run(self._plan), tuple(problems)

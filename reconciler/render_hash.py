@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
 from typing import Any
 
@@ -72,18 +73,22 @@ def field_texts(spec: ServiceSpec) -> dict[str, str]:
     return {name: field_json(name, getattr(spec, name)) for name in HASHED_FIELDS}
 
 
-def whole_json(texts: dict[str, str]) -> str:
-    """The canonical JSON of the hashed fields, assembled from per-field texts.
+_ORDER = tuple(HASHED_FIELDS.index(name) for name in _SORTED)
+_PREFIXES = tuple(f"{_KEYS[name]}:" for name in _SORTED)
+
+
+def whole_json(texts: Sequence[str]) -> str:
+    """The canonical JSON of the hashed fields from per-field texts (``HASHED_FIELDS`` order).
 
     Joining the per-field texts in sorted key order is byte-for-byte what
     ``json.dumps(..., sort_keys=True)`` of the dict gives.
     """
-    return "{" + ",".join(f"{_KEYS[n]}:{texts[n]}" for n in _SORTED) + "}"
+    return "{" + ",".join([p + texts[i] for p, i in zip(_PREFIXES, _ORDER, strict=True)]) + "}"
 
 
 def hashes_from_texts(texts: dict[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
     """``(config_hash, field_hashes)`` from per-field canonical JSON texts."""
-    digest = hashlib.sha256(whole_json(texts).encode()).hexdigest()
+    digest = hashlib.sha256(whole_json([texts[n] for n in HASHED_FIELDS]).encode()).hexdigest()
     return digest, tuple((name, short_hash(texts[name])) for name in HASHED_FIELDS)
 
 

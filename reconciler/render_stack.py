@@ -19,7 +19,9 @@ afterwards: in spec values, and in the cached canonical JSON (where it appears a
 On a miss (say a per-device ``PLC_ADDRESS``), the work is still shared below the stack:
 the compose document is compiled once so interpolation copies only subtrees holding a
 ``$``; services whose interpolated mapping is unchanged come from a per-service memo
-(see ``normalize_compose``), and their field JSON and hashes are reused by identity.
+(see ``normalize_compose``) or are re-derived from an earlier device's normalization in
+the few keys that differ (``respecify``), and a field value shared with the service's
+previous spec reuses its JSON and short hash (only changed fields are serialized).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
+from operator import attrgetter
 from typing import Any
 
 from reconciler.compose import NormalizedStack, ServiceMemo, normalize_compose
@@ -47,13 +50,7 @@ from reconciler.model import (
     StackSpec,
     VolumeSpec,
 )
-from reconciler.render_hash import (
-    HASHED_FIELDS,
-    field_texts,
-    hashes_from_texts,
-    short_hash,
-    whole_json,
-)
+from reconciler.render_hash import HASHED_FIELDS, field_json, short_hash, whole_json
 from reconciler.targeting import Target, lock_dir, stack_variables
 from reconciler.tree import RepoTree, TreeEscape
 from reconciler.yamlio import line_at
@@ -62,6 +59,13 @@ PLACEHOLDER = "\x00device\x00"
 _PLACEHOLDER_JSON = "\\u0000device\\u0000"
 _MEMO_SIZE = 4096
 _INDEX = {f.name: i for i, f in enumerate(fields(ServiceSpec))}
+_HASHED_INDEX = tuple(_INDEX[name] for name in HASHED_FIELDS)
+_CONFIG_HASH, _FIELD_HASHES = _INDEX["config_hash"], _INDEX["field_hashes"]
+_all = attrgetter(*_INDEX)
+_hashed = attrgetter(*HASHED_FIELDS)
+_REST = {  # every field after `name` (the first), for a positional copy
+    kind: attrgetter(*(f.name for f in fields(kind)[1:])) for kind in (NetworkSpec, VolumeSpec)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +73,12 @@ class _Prepared:
     """A normalized service for the key's device, with its field JSON precomputed."""
 
     spec: ServiceSpec
-    dirty: tuple[str, ...]  # ServiceSpec fields that contain the placeholder
+    dirty: tuple[int, ...]  # ServiceSpec field indexes that contain the placeholder
     args: tuple[Any, ...]  # the spec's field values in declaration order (fast rebuild)
+    texts: tuple[str, ...]  # canonical JSON per hashed field (placeholder inside if dirty)
+    shorts: tuple[str, ...]  # short hash per hashed field (stale where dirty)
     whole: str  # canonical JSON of the hashed fields (placeholder inside when dirty)
-    field_hashes: tuple[tuple[str, str], ...]  # dirty entries recomputed per device
-    dirty_texts: tuple[tuple[int, str], ...]  # (index in field_hashes, JSON with placeholder)
+    dirty_texts: tuple[int, ...]  # indexes into texts that contain the placeholder
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +105,9 @@ class _StackInfo:
     names: frozenset[str] | None  # None: unknowable (interpolated env_file path)
     services: dict[tuple[str, str], ServiceMemo]  # (device-as, state dir) -> service memo
     prepared: dict[int, tuple[ServiceSpec, _Prepared]]  # by spec identity
+    last: dict[str, tuple[ServiceSpec, _Prepared]]  # per service: the latest prepared
     compiled: CompiledDocument
+    keyed: tuple[str, ...]  # the sorted names but FLEETGATE_LOCK_DIR (None: all of them)
 
 
 _memo: OrderedDict[tuple[Any, ...], tuple[_StackInfo, _Cached]] = OrderedDict()
@@ -117,9 +124,9 @@ def _stack_info(stack: StackManifest, tree: RepoTree) -> _StackInfo:
     hit = _info_memo.get(id(stack))
     if hit is not None and hit.stack is stack and hit.tree is tree:
         return hit
-    info = _StackInfo(
-        stack, tree, observed_variables(stack, tree), {}, {}, CompiledDocument(stack.compose)
-    )
+    names = observed_variables(stack, tree)
+    keyed = tuple(sorted((names or frozenset()) - {"FLEETGATE_LOCK_DIR"}))
+    info = _StackInfo(stack, tree, names, {}, {}, {}, CompiledDocument(stack.compose), keyed)
     _remember(_info_memo, id(stack), info)
     return info
 
@@ -187,33 +194,36 @@ def rebind(value: Any, real: str) -> Any:
 
     Parts without the placeholder are returned as the same objects (cheap to compare).
     """
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str:
         return value.replace(PLACEHOLDER, real) if PLACEHOLDER in value else value
-    if isinstance(value, Mount):
+    if kind is tuple:
+        for i, item in enumerate(value):
+            new = rebind(item, real)
+            if new is not item:
+                return (*value[:i], new, *(rebind(v, real) for v in value[i + 1 :]))
+        return value
+    if kind is Mount:
         if PLACEHOLDER not in value.source:
             return value
         return Mount(
             value.kind, value.source.replace(PLACEHOLDER, real), value.target, value.read_only
         )
-    if isinstance(value, NetworkAttachment):
+    if kind is NetworkAttachment:
         if PLACEHOLDER not in value.network:
             return value
         name = value.network.replace(PLACEHOLDER, real)
         return NetworkAttachment(name, value.aliases, value.ipv4_address)
-    if isinstance(value, NetworkSpec | VolumeSpec):
-        return replace(value, name=value.name.replace(PLACEHOLDER, real))
-    if isinstance(value, ConfigFile):
+    if kind is ConfigFile:
+        if PLACEHOLDER not in value.host_path:
+            return value
         return ConfigFile(
             value.repo_path, value.host_path.replace(PLACEHOLDER, real), value.digest, value.mode
         )
-    if isinstance(value, tuple):
-        changed = False
-        items = []
-        for item in value:
-            new = rebind(item, real)
-            changed = changed or new is not item
-            items.append(new)
-        return tuple(items) if changed else value
+    if kind is NetworkSpec or kind is VolumeSpec:
+        if PLACEHOLDER not in value.name:
+            return value
+        return kind(value.name.replace(PLACEHOLDER, real), *_REST[kind](value))
     if is_dataclass(value) and not isinstance(value, type):
         changes = {}
         for f in fields(value):
@@ -246,9 +256,9 @@ def _compute(
     )
     memo = None
     if device == PLACEHOLDER:  # a per-device memo would never be hit again
-        memo = info.services.setdefault((device, state_dir), {})
-        if len(memo) > _MEMO_SIZE:
-            memo.clear()
+        memo = info.services.setdefault((device, state_dir), ServiceMemo())
+        if len(memo.results) > _MEMO_SIZE:
+            memo.results.clear()
     norm = normalize_compose(doc, ctx, memo)
     services, cycle = ordered(norm.services, stack)
     prepared = []
@@ -256,26 +266,66 @@ def _compute(
         # The service memo hands back the same spec object for an unchanged service.
         hit = info.prepared.get(id(svc))
         if hit is None or hit[0] is not svc:
-            hit = (svc, _prepare(svc, device == PLACEHOLDER))
-            info.prepared[id(svc)] = hit
+            hit = (svc, _prepare(svc, device == PLACEHOLDER, info.last.get(svc.service)))
+            info.prepared[id(svc)] = info.last[svc.service] = hit
             if len(info.prepared) > _MEMO_SIZE:
                 info.prepared.clear()
         prepared.append(hit[1])
     return _Cached(norm, tuple(prepared), (*norm.findings, *cycle), ())
 
 
-def _prepare(svc: ServiceSpec, placeholder: bool) -> _Prepared:
-    """Field JSON, hashes and placeholder positions of a normalized service."""
-    texts = field_texts(svc)
+def _prepare(
+    svc: ServiceSpec, placeholder: bool, last: tuple[ServiceSpec, _Prepared] | None
+) -> _Prepared:
+    """Field JSON, hashes and placeholder positions of a normalized service.
+
+    A field value that *is* (by identity) the one of ``last``, the service's previous
+    spec (``respecify`` shares every unchanged value), reuses its JSON and hash.
+    """
+    values = _hashed(svc)
+    texts: list[str] = []
+    shorts: list[str] = []
+    old_values = _hashed(last[0]) if last is not None else ()
+    for i, value in enumerate(values):
+        if last is not None and value is old_values[i]:
+            texts.append(last[1].texts[i])
+            shorts.append(last[1].shorts[i])
+        else:
+            text = field_json(HASHED_FIELDS[i], value)
+            texts.append(text)
+            shorts.append(short_hash(text))
+    whole = whole_json(texts)
+    args = _all(svc)
     # Only the identity field `device` and hashed fields can hold the placeholder.
-    dirty: tuple[str, ...] = ()
+    dirty_texts = tuple(i for i, t in enumerate(texts) if _PLACEHOLDER_JSON in t)
+    if not placeholder:
+        dirty_texts = ()
     if placeholder:
-        dirty = ("device", *(n for n in HASHED_FIELDS if _PLACEHOLDER_JSON in texts[n]))
-    config_hash, field_hashes = hashes_from_texts(texts)
-    dirty_texts = tuple((i, texts[name]) for i, name in enumerate(HASHED_FIELDS) if name in dirty)
-    done = svc if dirty else replace(svc, config_hash=config_hash, field_hashes=field_hashes)
-    args = tuple(getattr(svc, f.name) for f in fields(ServiceSpec))
-    return _Prepared(done, dirty, args, whole_json(texts), field_hashes, dirty_texts)
+        dirty = (_INDEX["device"], *(_HASHED_INDEX[i] for i in dirty_texts))
+        done = svc
+    else:
+        dirty = ()
+        final = list(args)
+        final[_CONFIG_HASH] = hashlib.sha256(whole.encode()).hexdigest()
+        final[_FIELD_HASHES] = tuple(zip(HASHED_FIELDS, shorts, strict=True))
+        done = ServiceSpec(*final)
+    return _Prepared(done, dirty, args, tuple(texts), tuple(shorts), whole, dirty_texts)
+
+
+def _finish(prep: _Prepared, device: str) -> ServiceSpec:
+    """The prepared service for ``device``: placeholder replaced, hashes computed."""
+    if not prep.dirty:
+        return prep.spec
+    args = list(prep.args)
+    for index in prep.dirty:
+        args[index] = rebind(args[index], device)
+    whole = prep.whole.replace(_PLACEHOLDER_JSON, device)
+    args[_CONFIG_HASH] = hashlib.sha256(whole.encode()).hexdigest()
+    shorts = list(prep.shorts)
+    for index in prep.dirty_texts:
+        shorts[index] = short_hash(prep.texts[index].replace(_PLACEHOLDER_JSON, device))
+    args[_FIELD_HASHES] = tuple(zip(HASHED_FIELDS, shorts, strict=True))
+    return ServiceSpec(*args)
 
 
 def render_stack(
@@ -290,9 +340,7 @@ def render_stack(
     if info.names is None:
         values: tuple[Any, ...] = tuple(sorted(real_vars.items()))
     else:
-        values = tuple(
-            None if n == "FLEETGATE_LOCK_DIR" else real_vars.get(n) for n in sorted(info.names)
-        )
+        values = tuple([real_vars.get(n) for n in info.keyed])
     key = (id(stack), id(tree), state_dir, as_device if per_device else None, values)
     hit = _memo.get(key)
     if hit is not None and hit[0] is info:
@@ -307,22 +355,7 @@ def render_stack(
     norm = cached.normalized
     if norm is None:
         return StackOutcome(None, (), cached.problems)
-    services = []
-    for prep in cached.services:
-        if not prep.dirty:
-            services.append(prep.spec)
-            continue
-        # Positional construction: dataclasses.replace is the hot spot at fleet scale.
-        args = list(prep.args)
-        for name in prep.dirty:
-            args[_INDEX[name]] = rebind(args[_INDEX[name]], device)
-        whole = prep.whole.replace(_PLACEHOLDER_JSON, device)
-        args[_INDEX["config_hash"]] = hashlib.sha256(whole.encode()).hexdigest()
-        shorts = list(prep.field_hashes)
-        for index, text in prep.dirty_texts:
-            shorts[index] = (shorts[index][0], short_hash(text.replace(_PLACEHOLDER_JSON, device)))
-        args[_INDEX["field_hashes"]] = tuple(shorts)
-        services.append(ServiceSpec(*args))
+    services = tuple(_finish(prep, device) for prep in cached.services)
     findings = cached.findings
     networks, volumes = norm.networks, norm.volumes
     config_files, data_dirs = norm.config_files, norm.data_dirs
@@ -332,12 +365,12 @@ def render_stack(
         findings = rebind(findings, device)
     stack_spec = StackSpec(
         name=stack.name,
-        services=tuple(services),
+        services=services,
         networks=networks,
         volumes=volumes,
         config_files=config_files,
         data_dirs=data_dirs,
-        lock_dir=lock_dir(state_dir, device, stack.name),
+        lock_dir=real_vars["FLEETGATE_LOCK_DIR"],
         health_timeout=stack.health_timeout,
         update_strategy=stack.update_strategy,
     )

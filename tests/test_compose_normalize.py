@@ -78,6 +78,32 @@ class TestBasics:
         assert svc.command == ("echo", "a b", "c d", "e f")
         assert svc.entrypoint == ("/bin/sh", "-c")
 
+    @pytest.mark.parametrize(
+        ("line", "words"),
+        [
+            ('a "b;c" d', ("a", "b;c", "d")),
+            ("a 'b|c' e\\;f", ("a", "b|c", "e;f")),
+            ("echo $$(date +%s) `x y`", ("echo", "$(date +%s)", "`x y`")),
+            ('a "" # b', ("a", "", "#", "b")),
+        ],
+    )
+    def test_command_string_splits_like_compose_go(
+        self, tmp_path: Path, line: str, words: tuple[str, ...]
+    ) -> None:
+        """Quotes, escapes, backticks and $(...) group words as compose-go's shellwords does."""
+        assert service(tmp_path, f"command: {json.dumps(line)}").command == words
+
+    @pytest.mark.parametrize("op", [";", "&&", "|", ">", "<", "&"])
+    def test_command_string_with_a_shell_operator_is_a_finding(
+        self, tmp_path: Path, op: str
+    ) -> None:
+        """Compose silently drops a command's words after ; && | < > &: render refuses it."""
+        got = messages(tmp_path, f"services:\n  web:\n    image: x\n    command: a {op} b\n")
+        assert got == [
+            f"stacks/app/compose.yaml:4: services.web.command: uses a shell operator {op!r} "
+            "that Compose would cut off here; write it as a list: [sh, -c, '...']"
+        ]
+
     def test_environment_map_list_and_bare_names(self, tmp_path: Path) -> None:
         """Bare names come from the variables (omitted if unset); env wins over env_file."""
         svc = service(

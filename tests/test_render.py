@@ -271,3 +271,22 @@ class TestMemo:
             ((("MODE", "fast"),), "d1_s_a", "y:1"),
             ((("MODE", "slow"),), "d2_s_a", "y:2"),
         ]
+
+    def test_service_derived_from_another_device_equals_its_full_render(
+        self, tmp_path: Path
+    ) -> None:
+        """A service re-derived from a memoized one renders exactly as if rendered alone."""
+        repo = stack_repo(
+            "services:\n  a:\n    image: x:${TAG:-1}\n    command: [--plc, '${PLC}']\n"
+            "    environment: {PLC: '${PLC}', MODE: fixed}\n    ports: ['${PORT:-80}:80']\n"
+            "    labels: ['site=${PLC}']\n    volumes: ['${FLEETGATE_LOCK_DIR}:/run/lock']\n"
+        )
+        one = replace(repo.devices["d1"], variables={"PLC": "10.0.0.1"})
+        two = replace(one, id="d2", variables={"PLC": "10.0.0.2", "TAG": "2", "PORT": "81"})
+        repo = replace(repo, devices={"d1": one, "d2": two})
+        tree = RepoTree(tmp_path)
+        derived = [render_device(repo, tree, d).state for d in ("d1", "d2")][1]
+        fresh = replace(repo, stacks={"s": replace(repo.stacks["s"])})  # a cold memo
+        alone = render_device(fresh, RepoTree(tmp_path), "d2").state
+        assert derived == alone
+        assert derived.stacks[0].services[0].command == ("--plc", "10.0.0.2")
