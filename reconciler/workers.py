@@ -10,6 +10,7 @@ Small inputs (under ``PARALLEL_FROM`` items) and platforms without ``fork`` run 
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Sequence
@@ -32,11 +33,15 @@ def map_forked(work: Callable[[In], Out], items: Sequence[In]) -> list[Out]:
         return [work(item) for item in items]
     chunks = [list(range(i, len(items), workers)) for i in range(workers)]
     _job[:] = [lambda index: work(items[index])]
+    # Everything loaded so far is read-only from here on: move it out of the collector's
+    # sight, so the workers neither scan it nor copy its pages by touching refcounts.
+    gc.freeze()
     try:
         with mp.get_context("fork").Pool(workers) as pool:
             parts = pool.map(_run_chunk, chunks)
     finally:
         _job.clear()
+        gc.unfreeze()
     out: list[Any] = [None] * len(items)
     for chunk, part in zip(chunks, parts, strict=True):
         for index, result in zip(chunk, part, strict=True):
