@@ -215,7 +215,10 @@ class TestRollbackOnEngine:
         assert result.outcome == "rolled-back", result.reason
         assert "app/web: unhealthy" in result.reason
         web = docker_client.containers.get(f"{dev}_app_web")
-        assert web.status == "running" and web.image.tags == [fleet.variables["BROKER_IMAGE"]]
+        # The reference the container was created from (image ids are shared by many
+        # tags in a test run, so tags say nothing).
+        assert web.status == "running"
+        assert web.attrs["Config"]["Image"] == fleet.variables["BROKER_IMAGE"]
 
     def test_pull_failure_keeps_old_containers(
         self,
