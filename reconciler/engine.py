@@ -13,6 +13,7 @@ removed; ``remove_*`` refuse anything else even if a caller asks.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
@@ -65,6 +66,20 @@ def one_line(error: BaseException | str, limit: int = 300) -> str:
         text = str(error)
     text = _CREDENTIALS.sub("***@", " ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+
+
+def _unreachable(error: BaseException) -> str:
+    """The short cause of a failed connection (refused, no socket, timeout, ...)."""
+    text = str(error)
+    for cause in ("Connection refused", "No such file or directory", "Permission denied"):
+        if cause in text:
+            return cause.lower()
+    if "timed out" in text.lower():
+        return "timed out"
+    return one_line(error, limit=120)
 
 
 def _fail(action: str, error: BaseException) -> NoReturn:
@@ -144,7 +159,11 @@ class DockerEngine:
                 else:
                     self._client = docker.from_env(timeout=int(self._timeout)).api
             except _DOCKER_ERRORS as e:
-                _fail("connecting to the engine", e)
+                where = self._docker_host or os.environ.get("DOCKER_HOST") or _DEFAULT_SOCKET
+                raise EngineError(
+                    f"cannot reach the Docker engine at {where} ({_unreachable(e)}); "
+                    "start dockerd or point --docker-host / DOCKER_HOST at it"
+                ) from e
         return self._client
 
     def close(self) -> None:
