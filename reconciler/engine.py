@@ -102,7 +102,7 @@ def _observed_container(info: Mapping[str, Any]) -> ObservedContainer:
     state: ContainerState = status if status in _STATES else "dead"  # type: ignore[assignment]  # checked against the closed set
     health_status = (state_info.get("Health") or {}).get("Status")
     health = health_status if health_status in _HEALTH else None
-    exit_code = state_info.get("ExitCode") if state in ("exited", "dead") else None
+    exit_code = state_info.get("ExitCode") if state in ("exited", "dead", "restarting") else None
     return ObservedContainer(
         id=str(info["Id"]),
         name=str(info.get("Name", "")).lstrip("/"),

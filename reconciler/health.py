@@ -92,7 +92,8 @@ def _judge(
     if c.state == "restarting":
         return ServiceVerdict(name, "failed", f"restarting after exit code {code}")
     if restarts > 0:
-        return ServiceVerdict(name, "failed", f"restarted {restarts} time(s)")
+        last = "" if c.exit_code is None else f", last exit code {c.exit_code}"
+        return ServiceVerdict(name, "failed", f"restarted {restarts} time(s){last}")
     if c.state == "created":
         return ServiceVerdict(name, "waiting", "not started")
     if c.state != "running":
