@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.compose import DOCKER_COMPOSE
 
 from reconciler.compose import NormalizedStack, normalize_compose
 from reconciler.compose_context import StackContext
@@ -25,7 +26,6 @@ from reconciler.model import (
 from reconciler.tree import RepoTree
 from reconciler.yamlio import parse_yaml
 
-DOCKER_COMPOSE = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "docker-compose"
 VARS = {"TZ": "Europe/Berlin", "PORT": "8080"}
 
 

@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from support.compose import DOCKER_COMPOSE
+
 from reconciler.compose import normalize_compose
 from reconciler.compose_context import StackContext
 from reconciler.interpolation import interpolate_document
@@ -14,7 +16,6 @@ from reconciler.tree import RepoTree
 from reconciler.units import parse_bytes, parse_duration
 from reconciler.yamlio import parse_yaml
 
-DOCKER_COMPOSE = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "docker-compose"
 VARIABLES = {"TAG": "1.2", "LEVEL": "", "PORT": "8443"}
 
 COMPOSE = """\

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.compose import DOCKER_COMPOSE
 
 from reconciler.interpolation import (
     InvalidTemplate,
@@ -23,7 +24,6 @@ from reconciler.interpolation import (
 from reconciler.yamlio import LineDict, LineList, parse_yaml
 
 VARS = {"SET": "val", "EMPTY": ""}
-DOCKER_COMPOSE = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "docker-compose"
 
 # ----------------------------------------------------------------- reference evaluator
 # A literal port of compose-go v2's template.SubstituteWithOptions (regex +

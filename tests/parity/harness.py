@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +18,9 @@ from typing import Any
 
 import docker
 import yaml
+from support.compose import DOCKER_COMPOSE
 
 FIXTURES = Path(__file__).parent / "fixtures"
-COMPOSE = Path(sys.executable).parent / "docker-compose"
 
 
 def fixture_names() -> list[str]:
@@ -117,7 +116,7 @@ def compose_project(
     compose_doc = yaml.safe_load((workdir / "compose.yaml").read_text())
     override = {"services": {name: {"labels": labels} for name in compose_doc["services"]}}
     (workdir / "override.yaml").write_text(yaml.safe_dump(override))
-    args = [str(COMPOSE), "-p", project, "-f", "compose.yaml", "-f", "override.yaml"]
+    args = [str(DOCKER_COMPOSE), "-p", project, "-f", "compose.yaml", "-f", "override.yaml"]
     run_env = {**os.environ, **env}
     try:
         done = subprocess.run(
