@@ -16,6 +16,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from support.crash import ROLLBACK_POINTS, UPDATE_POINTS
 from support.engine import ImageBuilder
 from support.registry import Registry
 from test_cli_apply import fleetgate, target
@@ -26,20 +27,6 @@ from reconciler.tree import RepoTree
 
 pytestmark = pytest.mark.docker
 
-UPDATE_POINTS = (
-    "after-pull",
-    "after-config",
-    "after-stop",
-    "after-remove",
-    "after-create",
-    "before-start",
-    "after-start",
-    "reconcile.after-attempt",
-    "reconcile.after-apply",
-    "reconcile.before-good-recorded",
-)
-"""Every crash point an update passes through (apply's and the pass's own)."""
-ROLLBACK_POINTS = ("reconcile.after-failure-recorded",)
 """Crash points only a failing update reaches."""
 
 

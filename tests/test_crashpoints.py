@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_crash_apply import ROLLBACK_POINTS, UPDATE_POINTS
+from support.crash import ROLLBACK_POINTS, UPDATE_POINTS
 
 import reconciler
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import docker
 import pytest
+from support.crash import ROLLBACK_POINTS, UPDATE_POINTS
 from support.gitserver import GitDaemon
 from support.registry import Registry
 from support.wait import wait_for
@@ -28,20 +29,6 @@ from e2e.test_agent import Start, config, converged
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-UPDATE_POINTS = (
-    "after-pull",
-    "after-config",
-    "after-stop",
-    "after-remove",
-    "after-create",
-    "before-start",
-    "after-start",
-    "reconcile.after-attempt",
-    "reconcile.after-apply",
-    "reconcile.before-good-recorded",
-)
-FAILURE_POINTS = ("reconcile.after-failure-recorded",)
-"""Reached only by an update that fails its health gate (then the end state is a rollback)."""
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRASHING = '["sh", "-c", "exit 3"]'
@@ -92,7 +79,7 @@ class TestCrashPoints:
 
     def test_every_named_crash_point_is_exercised(self) -> None:
         """The parametrized points are exactly the crash points in the code."""
-        assert crash_points() == set(UPDATE_POINTS) | set(FAILURE_POINTS)
+        assert crash_points() == set(UPDATE_POINTS) | set(ROLLBACK_POINTS)
 
     @pytest.mark.parametrize("point", UPDATE_POINTS)
     def test_update_recovers_after_sigkill(  # noqa: PLR0917  # pytest fixtures
@@ -128,7 +115,7 @@ class TestCrashPoints:
         assert new_hash != before
         assert [s["config_hash"] for s in status["services"]] == [new_hash]
 
-    @pytest.mark.parametrize("point", FAILURE_POINTS)
+    @pytest.mark.parametrize("point", ROLLBACK_POINTS)
     def test_failed_update_recovers_after_sigkill(
         self,
         point: str,
