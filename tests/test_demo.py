@@ -38,6 +38,12 @@ def owned(client: docker.DockerClient, device: str) -> list[str]:
     return sorted(containers + networks)
 
 
+def demo_images(client: docker.DockerClient) -> set[str]:
+    """Tags of the locally built demo images present now."""
+    images = client.images.list(filters={"reference": "fleetgate-demo/*"})
+    return {tag for image in images for tag in image.tags}
+
+
 def tail(result: subprocess.CompletedProcess[str]) -> str:
     return "\n".join((result.stdout + result.stderr).splitlines()[-40:])
 
@@ -53,6 +59,7 @@ class TestDemo:
         """The demo exits 0 with a summary of all four steps; --clean removes its containers."""
         folder = tmp_path / "demo"
         env = demo_env(folder, device_id, free_port())
+        had = demo_images(docker_client)  # a user's own demo images are left alone
         try:
             result = subprocess.run(
                 [str(DEMO)], env=env, capture_output=True, text=True, timeout=600, check=False
@@ -81,6 +88,8 @@ class TestDemo:
                 timeout=120,
                 check=False,
             )
+            for tag in sorted(demo_images(docker_client) - had):  # only what this test built
+                docker_client.images.remove(tag)
         assert clean.returncode == 0, tail(clean)
         assert owned(docker_client, device_id) == []
         assert not (folder / "git").exists()
