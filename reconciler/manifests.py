@@ -172,6 +172,23 @@ def _load_fleet(tree: RepoTree) -> tuple[FleetManifest, list[Finding]]:
     return fleet, findings
 
 
+def _checks_despite_schema(
+    tree: RepoTree, name: str, compose: LineDict, compose_path: str
+) -> list[Finding]:
+    """The static checks a schema cannot do, run on a file the schema already refused.
+
+    So that one run reports every problem (an unknown key *and* a bad port), not the
+    schema's first. The document's shape is not guaranteed here: a value of the wrong
+    type that the checks cannot read is already a schema finding, so a shape error in
+    the checks only means "nothing more to say".
+    """
+    provisional = StackManifest(name=name, compose=compose, compose_path=compose_path)
+    try:
+        return stackcheck.check_stack(tree, provisional)
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError):
+        return []
+
+
 def _load_stack(tree: RepoTree, name: str) -> tuple[StackManifest | None, list[Finding]]:
     folder = f"stacks/{name}"
     if not STACK_NAME.fullmatch(name):
@@ -200,6 +217,8 @@ def _load_stack(tree: RepoTree, name: str) -> tuple[StackManifest | None, list[F
         except ValueError as e:
             line = settings.line_of("healthTimeout")
             findings.append(Finding(stack_path, line, f"healthTimeout: {e}"))
+    if isinstance(compose, LineDict) and (settings is None or findings):
+        return None, findings + _checks_despite_schema(tree, name, compose, compose_path)
     if compose is None or settings is None or findings:
         return None, findings
     requires = settings.get("requires") or {}

@@ -230,3 +230,42 @@ class TestHostileInput:
         assert found == [
             "stacks/evil: is a symlink leading outside the repository; fleetgate never reads it"
         ]
+
+
+class TestEveryProblemAtOnce:
+    def test_schema_error_does_not_hide_value_errors(self, tmp_path: Path) -> None:
+        """Unknown and unsupported keys, a bad port and a bad dependency: all in one run."""
+        compose = """\
+            services:
+              web:
+                build: .
+                image: x
+                ports: ["99999:80"]
+                restrat: always
+                depends_on: [nope]
+            """
+        assert stack(tmp_path, compose) == [
+            f"{P}:3: `build` is not supported by fleetgate: build the image in CI and reference "
+            "it by tag",
+            f"{P}:5: port '99999:80': ports must be 1-65535 and ranges ascending",
+            f"{P}:6: unknown key 'restrat'; did you mean 'restart'?",
+            f"{P}:7: service 'web' depends on unknown service 'nope'; "
+            "define it or remove the dependency",
+        ]
+
+    @pytest.mark.parametrize(
+        "compose",
+        [
+            "services: 5\n",
+            "services:\n  web: [1, 2]\n",
+            "services:\n  web:\n    ports: 5\n    foo: 1\n",
+            "services:\n  web:\n    depends_on: 7\n    healthcheck: [1]\n    foo: 1\n",
+            "foo: 1\nservices:\n  web:\n    secrets: [{source: 1}]\n    restart: [1]\n",
+        ],
+    )
+    def test_badly_shaped_file_gives_findings_not_a_crash(
+        self, tmp_path: Path, compose: str
+    ) -> None:
+        """A document of the wrong shape is reported by the schema and never crashes the checks."""
+        found = stack(tmp_path, compose)
+        assert found and all(f.startswith(P) for f in found)
