@@ -11,12 +11,22 @@ the managed observation; no step kind removes a volume or a data directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 from reconciler.model import ConfigFile, NetworkSpec, ServiceSpec, VolumeSpec
 
 # ------------------------------------------------------------------------------ steps
+
+
+def scalar_json(step: Any) -> dict[str, object]:
+    """``kind`` then every field, for steps whose fields are all plain values.
+
+    Steps that carry a spec (create, materialize, network, volume) list their fields by
+    hand instead: a spec holds environment values, which may be secrets.
+    """
+    return {"kind": step.kind, **{f.name: getattr(step, f.name) for f in fields(step)
+                                  if f.name != "kind"}}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +43,7 @@ class PullImage:
         return f"pull {target}: {self.reason}"
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "image": self.image, "platform": self.platform,
-                "reason": self.reason}  # fmt: skip
+        return scalar_json(self)
 
 
 DirectoryPurpose = Literal["data", "lock", "config"]
@@ -53,8 +62,7 @@ class EnsureDirectory:
         return f"mkdir {self.purpose} {self.path}: {self.reason}"
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "path": self.path, "purpose": self.purpose,
-                "reason": self.reason}  # fmt: skip
+        return scalar_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +128,7 @@ class StopContainer:
         return f"stop {self.stack}/{self.service} ({self.name}): {self.reason}"
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "id": self.id, "name": self.name, "stack": self.stack,
-                "service": self.service, "timeout": self.timeout,
-                "reason": self.reason}  # fmt: skip
+        return scalar_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +146,7 @@ class RemoveContainer:
         return f"remove {self.stack}/{self.service} ({self.name}): {self.reason}"
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "id": self.id, "name": self.name, "stack": self.stack,
-                "service": self.service, "reason": self.reason}  # fmt: skip
+        return scalar_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +183,7 @@ class StartContainer:
         return f"start {self.stack}/{self.service}: {self.reason}"
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "name": self.name, "stack": self.stack,
-                "service": self.service, "reason": self.reason}  # fmt: skip
+        return scalar_json(self)
 
 
 WaitCondition = Literal["healthy", "completed"]
@@ -201,9 +205,7 @@ class WaitHealthy:
         return f"wait {self.condition} {self.stack}/{self.service}: {self.reason}"
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "name": self.name, "stack": self.stack,
-                "service": self.service, "condition": self.condition,
-                "timeout": self.timeout, "reason": self.reason}  # fmt: skip
+        return scalar_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +221,7 @@ class RemoveNetwork:
         return f"remove network {self.name}: {self.reason}"
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "name": self.name, "stack": self.stack,
-                "reason": self.reason}  # fmt: skip
+        return scalar_json(self)
 
 
 Step = (
