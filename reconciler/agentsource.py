@@ -43,7 +43,7 @@ from typing import Any
 
 from reconciler import gates
 from reconciler.agentconfig import AgentConfig
-from reconciler.errors import SignatureError, SourceError
+from reconciler.errors import RewindRefused, SignatureError, SourceError
 from reconciler.source import Checkout, is_url, open_source, prune_checkouts, remote_head
 from reconciler.source.bundle import BUNDLE_REPO, import_bundle
 from reconciler.status import FetchState
@@ -56,7 +56,6 @@ MAX_SEEN = 200
 """Bundle digests remembered (oldest forgotten first)."""
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
-_REFUSED_PREFIX = "refusing "
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +78,10 @@ class Refresh:
 def is_refusal(error: SourceError) -> bool:
     """A security verdict on a commit (signature, anti-rollback), not an unreachable source.
 
-    Signature refusals are :class:`SignatureError`; the anti-rollback check of
-    :func:`reconciler.source.check_forward` raises a plain :class:`SourceError` whose
-    line starts with ``refusing`` (its only such messages).
+    Signature refusals are :class:`SignatureError`, the anti-rollback check raises
+    :class:`RewindRefused`; every other :class:`SourceError` means "try again later".
     """
-    return isinstance(error, SignatureError) or str(error).startswith(_REFUSED_PREFIX)
+    return isinstance(error, SignatureError | RewindRefused)
 
 
 def forward_from(record: DeviceRecord, allow_rewind: bool) -> str | None:

@@ -74,6 +74,10 @@ class SignatureError(SourceError):
     """A commit or bundle is unsigned or signed by a key that is not allowed."""
 
 
+class RewindRefused(SourceError):
+    """The tracked ref moved backwards or to an unrelated history (anti-rollback)."""
+
+
 class EngineError(FleetgateError):
     """The Docker engine refused or failed an operation; retry with backoff."""
 

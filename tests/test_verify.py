@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support.gitserver import GIT_ENV, GitDaemon, git
 
-from reconciler.errors import SignatureError, SourceError
+from reconciler.errors import RewindRefused, SignatureError, SourceError
 from reconciler.source import Guard, check_forward, open_source, verify_commit
 
 FLEET = {"fleet.yaml": "variables: {TZ: Europe/Berlin}\n", "devices/press-01.yaml": "stacks: []\n"}
@@ -183,7 +183,7 @@ class TestCheckForward:
         old = work.commit(FLEET)
         git("checkout", "--quiet", "--orphan", "other", cwd=work.path)
         new = work.commit({"x": "y"})
-        with pytest.raises(SourceError, match="unrelated history") as e:
+        with pytest.raises(RewindRefused, match="unrelated history") as e:
             check_forward(work.git_dir(), old, new, 30)
         assert old[:12] in str(e.value) and new[:12] in str(e.value)
 
@@ -193,13 +193,13 @@ class TestCheckForward:
         old = work.commit({"a": "1"})
         git("commit", "--quiet", "--amend", "-m", "rewritten", cwd=work.path)
         new = git("rev-parse", "HEAD", cwd=work.path)
-        with pytest.raises(SourceError, match="rewritten history"):
+        with pytest.raises(RewindRefused, match="rewritten history"):
             check_forward(work.git_dir(), old, new, 30)
 
     def test_unknown_previous_revision(self, work: Work) -> None:
         """When the previous revision is not in the repository, ancestry cannot be proven."""
         new = work.commit(FLEET)
-        with pytest.raises(SourceError, match="cannot prove"):
+        with pytest.raises(RewindRefused, match="cannot prove"):
             check_forward(work.git_dir(), "0" * 40, new, 30)
 
 
@@ -215,7 +215,7 @@ class TestForcePush:
         assert open_source(url, cache, None, 30, forward_from=old).revision == new
         git("reset", "--quiet", "--hard", old, cwd=work.path)
         work.push(force=True)
-        with pytest.raises(SourceError, match="moved backwards") as e:
+        with pytest.raises(RewindRefused, match="moved backwards") as e:
             open_source(url, cache, None, 30, forward_from=new)
         message = str(e.value)
         assert new[:12] in message and old[:12] in message

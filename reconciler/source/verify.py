@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reconciler.errors import SignatureError, SourceError
+from reconciler.errors import RewindRefused, SignatureError, SourceError
 from reconciler.source.gitcmd import reason, run_git
 
 _WAY_BACK = "to go back, push a forward revert (fleetgate rollback REV) or set allowRewind: true"
@@ -168,18 +168,18 @@ def check_forward(git_dir: Path, old_sha: str, new_sha: str, timeout: float) -> 
     if forward is True:
         return
     if forward is None:
-        raise SourceError(
+        raise RewindRefused(
             f"refusing {new}: cannot prove it descends from the previous revision {old} "
             f"(not in the local mirror); {_WAY_BACK}"
         )
     if _is_ancestor(git_dir, new_sha, old_sha, timeout):
-        raise SourceError(
+        raise RewindRefused(
             f"refusing {new}: the tracked ref moved backwards from {old} to an older "
             f"commit {new}; {_WAY_BACK}"
         )
     base = run_git(["merge-base", old_sha, new_sha], cwd=None, git_dir=git_dir, timeout=timeout)
     what = "a rewritten history" if base.status == 0 else "an unrelated history"
-    raise SourceError(
+    raise RewindRefused(
         f"refusing {new}: the tracked ref moved from {old} to {what} ({new} does not "
         f"descend from {old}); {_WAY_BACK}"
     )
