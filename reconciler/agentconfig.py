@@ -194,7 +194,7 @@ def _read_file(config: str | None) -> dict[str, _Value]:
         return {}
     findings = schema_findings("agent", document, shown)
     if findings:
-        raise UsageError(_first(findings))
+        raise UsageError(_every(findings))
     assert isinstance(document, LineDict)  # the schema requires a mapping
     return {
         str(key): _Value(value, f"{shown}:{document.line_of(str(key))}")
@@ -202,10 +202,9 @@ def _read_file(config: str | None) -> dict[str, _Value]:
     }
 
 
-def _first(findings: Sequence[Finding]) -> str:
-    ordered = sorted(findings)
-    more = f" (and {len(ordered) - 1} more)" if len(ordered) > 1 else ""
-    return f"{ordered[0]}{more}"
+def _every(findings: Sequence[Finding]) -> str:
+    """Every problem of the configuration, one line each (fix them all in one go)."""
+    return "\n".join(str(f) for f in sorted(findings))
 
 
 def _from_text(key: str, text: str, where: str) -> Any:
@@ -299,7 +298,7 @@ def _policy(value: _Value | None) -> Policy | None:
     location = Location(path, int(line)) if line.isdigit() else Location(value.where)
     policy, findings = parse_policy(value.value, location)
     if findings:
-        raise UsageError(_first(findings))
+        raise UsageError(_every(findings))
     return policy
 
 

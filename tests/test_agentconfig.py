@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from reconciler.agentconfig import KEYS, env_name, flag_name, load_config
+from reconciler.cli import main
 from reconciler.errors import UsageError
 from reconciler.model import Policy
 
@@ -201,3 +202,21 @@ class TestMistakes:
         assert result.returncode == 2
         assert result.stderr.strip().count("\n") == 0
         assert f"{path}:2" in result.stderr
+
+
+class TestEveryConfigProblem:
+    """A configuration with several mistakes names each of them, one line apiece."""
+
+    def test_two_mistakes_two_lines(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """An unknown key and a bad duration are both reported, each with its line, exit 2."""
+        config = tmp_path / "agent.yaml"
+        config.write_text("device: demo\npollIntervall: 5s\nhealthTimeout: banana\n")
+        assert main(["agent", "--config", str(config), "--once"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines == [
+            f"fleetgate: {config}:2: unknown key 'pollIntervall'; did you mean 'pollInterval'?",
+            f"fleetgate: {config}:3: healthTimeout 'banana' is not a duration like 90s, "
+            "1m30s or 2h",
+        ]

@@ -116,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.handler
         return handler(args)
     except UsageError as e:
-        print(f"fleetgate: {e}", file=sys.stderr)
+        for line in str(e).splitlines():  # one line per problem
+            print(f"fleetgate: {line}", file=sys.stderr)
         return EXIT_USAGE
     except ManifestError as e:
         for finding in e.findings:
