@@ -7,4 +7,21 @@ Tests marked ``@pytest.mark.docker`` automatically use ``docker_client`` and the
 *fail* (never skip) when no engine answers; see ``support/engine.py``.
 """
 
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
 pytest_plugins = ["support.engine", "support.registry", "support.gitfixtures"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Each test starts from structlog's defaults.
+
+    ``fleetgate``'s ``main()`` configures logging process-wide (level info, JSON to
+    stderr); without this, a test that runs ``main()`` would change what later tests
+    capture (debug events filtered out).
+    """
+    yield
+    structlog.reset_defaults()
