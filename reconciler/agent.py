@@ -35,7 +35,7 @@ from typing import Protocol
 import structlog
 
 from reconciler import gates
-from reconciler.agentconfig import AgentConfig
+from reconciler.agentconfig import AgentConfig, config_warnings
 from reconciler.agentsource import AgentSource, LockFiles, Refresh
 from reconciler.errors import FleetgateError
 from reconciler.model import ObservedState
@@ -148,6 +148,7 @@ class Agent:
         self.failures = 0
         self._override: tuple[str, str] | None = None
         self._published_at = -float("inf")
+        self.warnings = config_warnings(config)  # in every status, logged at start
         self._status = self._build(_now())
 
     # ----------------------------------------------------------- thread-safe API
@@ -176,6 +177,8 @@ class Agent:
     def run(self, *, once: bool = False) -> Status:
         """Pass after pass until a stop is requested (or one pass with ``once``)."""
         self._log.info("agent.started", repo=redact(self.config.repo), ref=self.config.ref)
+        for warning in self.warnings:
+            self._log.warning("agent.config_warning", warning=warning)
         reasons: frozenset[str] = frozenset(("start",))
         while not self._stop.is_set():
             self.run_pass(reasons)
@@ -246,6 +249,7 @@ class Agent:
             heartbeat_at=now,
             counters=self._tally,
         )
+        status = dataclasses.replace(status, warnings=self.warnings)
         if status.fetch.error is not None:  # the pass may have run after the failed fetch
             kept = "" if self.applied is None else f"; running {self.applied} is kept"
             why = f"{status.fetch.error}{kept}"

@@ -20,7 +20,7 @@ import os
 import re
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,13 @@ from reconciler.errors import Finding, ManifestError, UsageError
 from reconciler.model import Location, Policy
 from reconciler.policy import parse_policy
 from reconciler.schemacheck import schema_findings
+from reconciler.source.gitcmd import redact
+from reconciler.statusconfig import DEFAULT_STATUS_LISTEN, check_listen, read_token
 from reconciler.units import parse_duration
 from reconciler.yamlio import LineDict, parse_yaml
 
 DEFAULT_CONFIG = Path("/etc/fleetgate/agent.yaml")
 DEFAULT_STATE_DIR = Path("/var/lib/fleetgate")
-DEFAULT_STATUS_LISTEN = "127.0.0.1:9180"
 ENV_PREFIX = "FLEETGATE_"
 
 KEYS: tuple[str, ...] = (
@@ -44,6 +45,7 @@ KEYS: tuple[str, ...] = (
     "stateDir",
     "allowedSigners",
     "statusListen",
+    "statusTokenFile",
     "watch",
     "dockerHost",
     "policy",
@@ -65,6 +67,8 @@ HELP: Mapping[str, str] = {
     "stateDir": f"state directory (default {DEFAULT_STATE_DIR})",
     "allowedSigners": "allowed signers file: apply only commits signed by these keys",
     "statusListen": f"address of /status, /metrics, /healthz (default {DEFAULT_STATUS_LISTEN})",
+    "statusTokenFile": "file holding the token POST /reconcile must send as "
+    "Authorization: Bearer (mode 0600)",
     "watch": "folder to import bundles from (repeat, or comma-separated)",
     "dockerHost": "Docker engine URL (default: DOCKER_HOST or the local socket)",
     "policy": "local policy as an inline YAML mapping; can only narrow the fleet's",
@@ -110,6 +114,8 @@ class AgentConfig:
     state_dir: Path = DEFAULT_STATE_DIR
     allowed_signers: Path | None = None
     status_listen: str = DEFAULT_STATUS_LISTEN
+    status_token_file: Path | None = None
+    status_token: str | None = field(default=None, repr=False)  # never shown
     watch: tuple[Path, ...] = ()
     docker_host: str | None = None
     policy: Policy | None = None
@@ -257,8 +263,12 @@ def _resolve(values: Mapping[str, _Value], hostname: str | None) -> AgentConfig:
             raise UsageError(f"{value.where}: {key} must be longer than 0s")
         durations[key] = seconds
     listen = get("statusListen")
-    if listen is not None and not re.match(r"^(\[[0-9a-fA-F:.]+\]|[^:\s]*):\d{1,5}$", listen.value):
-        raise UsageError(f"{listen.where}: statusListen {listen.value!r} is not HOST:PORT")
+    if listen is not None:
+        check_listen(str(listen.value), listen.where)
+    token_file = get("statusTokenFile")
+    token = (
+        None if token_file is None else read_token(Path(str(token_file.value)), token_file.where)
+    )
     policy = _policy(get("policy"))
     watch = get("watch")
     state = get("stateDir")
@@ -278,6 +288,8 @@ def _resolve(values: Mapping[str, _Value], hostname: str | None) -> AgentConfig:
         state_dir=DEFAULT_STATE_DIR if state is None else Path(str(state.value)),
         allowed_signers=None if signers is None else Path(str(signers.value)),
         status_listen=DEFAULT_STATUS_LISTEN if listen is None else str(listen.value),
+        status_token_file=None if token_file is None else Path(str(token_file.value)),
+        status_token=token,
         watch=() if watch is None else tuple(Path(str(w)) for w in watch.value),
         docker_host=None if docker_host is None else str(docker_host.value),
         policy=policy,
@@ -289,6 +301,24 @@ def _resolve(values: Mapping[str, _Value], hostname: str | None) -> AgentConfig:
         source_timeout=durations.get("sourceTimeout", 60.0),
         allow_rewind=False if rewind is None else bool(rewind.value),
     )
+
+
+def config_warnings(config: AgentConfig) -> tuple[str, ...]:
+    """What the agent must say loudly about its configuration (DESIGN.md §2 rule 8).
+
+    Each warning starts with a stable code and a colon. Today one:
+    ``unsigned-and-unrestricted``: no ``allowedSigners`` and no local ``policy``, so
+    whoever can push to the repository may run what the fleet policy allows.
+    """
+    if config.allowed_signers is not None or config.policy is not None:
+        return ()
+    return (
+        f"{UNSIGNED_AND_UNRESTRICTED}: no allowedSigners and no local policy: whoever can "
+        f"push to {redact(config.repo)} may run what the fleet policy allows",
+    )
+
+
+UNSIGNED_AND_UNRESTRICTED = "unsigned-and-unrestricted"
 
 
 def _policy(value: _Value | None) -> Policy | None:

@@ -30,6 +30,9 @@ Stable JSON contract (``Status.to_json``; snake_case, full 40-hex SHAs — or
     agent_version, poll_interval_seconds, heartbeat_at (the agent loop's last tick)
     counters                  {passes: {outcome: n}, fetch_errors, pass_seconds_total,
                                last_pass_seconds} since the agent started
+    warnings                  ["<code>: <one line>"] what the agent says loudly about its own
+                              configuration ([] when nothing); code today:
+                              unsigned-and-unrestricted (DESIGN.md §2 rule 8)
 
 Secret values never appear: environment values are not part of the status at all, free
 text (reasons, errors) has URL credentials redacted and the values of secret-looking
@@ -172,6 +175,7 @@ class Status:
     poll_interval: float = 60.0
     heartbeat_at: datetime | None = None
     counters: Tally = Tally()
+    warnings: tuple[str, ...] = ()
 
     def alive(self, now: datetime, limit: float) -> bool:
         """The agent loop ticked within ``limit`` seconds of ``now``."""
@@ -219,6 +223,7 @@ class Status:
                 "pass_seconds_total": self.counters.pass_seconds_total,
                 "last_pass_seconds": self.counters.last_pass_seconds,
             },
+            "warnings": list(self.warnings),
         }
 
 
@@ -267,6 +272,7 @@ def status_from_json(data: Mapping[str, Any]) -> Status:
                 pass_seconds_total=float(counters.get("pass_seconds_total") or 0.0),
                 last_pass_seconds=counters.get("last_pass_seconds"),
             ),
+            warnings=tuple(str(w) for w in data.get("warnings") or ()),
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"status does not match its schema: {e}") from e

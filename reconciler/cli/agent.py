@@ -7,22 +7,34 @@ state store; the Git source; the status publishers) and the triggers (Docker eve
 file events on a local repository path and the ``watch`` folders, SIGHUP, the HTTP
 nudge), then runs :class:`reconciler.agent.Agent` until SIGTERM / SIGINT. Exit 0 after
 a stop; with ``--once``, one pass and exit 0 when it converged, 1 otherwise.
-Bad configuration: one line on stderr, exit 2.
+Bad configuration: one line on stderr, exit 2. At start, every warning of
+:func:`reconciler.agentconfig.config_warnings` (no ``allowedSigners`` and no local
+policy) and a status port bound beyond loopback are one ``fleetgate: warning:`` line
+each on stderr, besides their log events.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from reconciler.agent import Agent, FileStatus
-from reconciler.agentconfig import HELP, KEYS, AgentConfig, dest_name, environment, flag_name
+from reconciler.agentconfig import (
+    HELP,
+    KEYS,
+    AgentConfig,
+    config_warnings,
+    dest_name,
+    environment,
+    flag_name,
+)
 from reconciler.agentconfig import load_config as load_agent_config
 from reconciler.cli import EXIT_FAILED, EXIT_OK
 from reconciler.engine import DockerEngine
 from reconciler.source import is_url
-from reconciler.statushttp import StatusServer
+from reconciler.statushttp import StatusServer, exposure_warning
 from reconciler.store import StateStore
 from reconciler.triggers import EngineEventWatch, FileWatch, Wakeup, install_signal_handlers
 
@@ -58,6 +70,8 @@ def load_config(args: argparse.Namespace) -> AgentConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args)
+    for warning in config_warnings(config):
+        print(f"fleetgate: warning: {warning}", file=sys.stderr)
     runtime = DockerEngine(config.docker_host)
     store = StateStore(config.state_dir, config.device)
     publisher = FileStatus(config.state_dir)
@@ -81,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
         folders.append((Path(config.repo), "repo"))
     files = FileWatch(wakeup, folders)
     install_signal_handlers(on_hup=lambda: agent.nudge("sighup"), on_term=agent.request_stop)
-    server = StatusServer(config.status_listen, agent.status, agent.nudge)
+    token = config.status_token
+    server = StatusServer(config.status_listen, agent.status, agent.nudge, token=token)
+    exposed = exposure_warning(config.status_listen, token=token is not None)
+    if exposed is not None:
+        print(f"fleetgate: warning: {exposed}", file=sys.stderr)
     server.start()
     watcher.start()
     files.start()

@@ -5,7 +5,8 @@ the agent ever ran, the bare device record in ``state.json``) and, unless ``--of
 replaces its services with a live snapshot of the engine when the engine answers.
 Prints applied / desired / last good revision, failed revisions, the last outcome and
 its reason, every service (image, digest, state, health), a pending update with the
-next window, and the source's last fetch (error, staleness). Exit 0 (also when nothing
+next window, the source's last fetch (error, staleness) and the agent's warnings about
+its own configuration (``WARNING`` lines, e.g. unsigned-and-unrestricted). Exit 0 (also when nothing
 is known yet); 2 usage.
 
 ``--device`` defaults to ``FLEETGATE_DEVICE``, else the only device in the state
@@ -141,6 +142,7 @@ def describe(
         lines.append("            STALE: the repository has not been reached for a while")
     for failed in s.failed_revisions:
         lines.append(f"failed      {failed.revision} ({rfc3339(failed.at)}): {failed.reason}")
+    lines.extend(f"WARNING     {warning}" for warning in s.warnings)
     lines.extend(_services(s, live=live, engine_error=engine_error))
     return lines
 
