@@ -327,6 +327,7 @@ def _handler(owner: StatusServer) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, code: int, kind: str, body: bytes, method: str) -> None:
             self.connection.settimeout(owner.timeout)
+            self.request_version = "HTTP/1.0"  # always a status line, even to HTTP/0.9 junk
             self.send_response(code)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
