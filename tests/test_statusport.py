@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -276,6 +277,25 @@ class TestLimits:
         code, body = raw(server, b"\x1b[31mHELLO\x00 there friend\r\n\r\n")
         assert code == 400
         assert body == b"Bad Request\n"
+
+
+class TestNoTraceback:
+    """Clients that misbehave at the socket level leave no traceback on stderr."""
+
+    def test_hang_up_mid_request(
+        self, server: StatusServer, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        """Clients resetting before, during and after their request print nothing."""
+        for data in (b"", b"GET /sta", b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"):
+            sock = _connect(server)
+            sock.sendall(data)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # RST
+        assert request(server)[0] == 200
+        time.sleep(0.3)  # let the server threads finish with the reset sockets
+        err = capfd.readouterr().err
+        assert "Traceback" not in err
+        assert "Exception occurred" not in err
 
 
 class TestTimeouts:
