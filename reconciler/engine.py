@@ -25,7 +25,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from reconciler import engine_spec
+from reconciler import engine_spec, statedir
 from reconciler.errors import EngineError, ImageUnavailable, NameConflict
 from reconciler.model import (
     LABEL_CONFIG_HASH,
@@ -351,7 +351,12 @@ class DockerEngine:
     # --------------------------------------------------------------- containers
 
     def create_container(self, spec: ServiceSpec, revision: str) -> str:
-        """Create (not start) the container and connect its extra networks; return its id."""
+        """Create (not start) the container and connect its extra networks; return its id.
+
+        A state-directory bind source with a symlink component is refused first
+        (:class:`~reconciler.errors.PlantedLink`): the engine would follow it on the host.
+        """
+        statedir.check_binds(spec)
         body = engine_spec.container_config(spec, revision)
         try:
             created = self.api.create_container_from_config(
