@@ -127,17 +127,18 @@ def _check_pulls_first(plan: Plan) -> None:
 
 
 def _check_state_paths(plan: Plan) -> None:
-    """Refuse the plan when a path it writes or mounts under the state dir has a symlink."""
+    """Refuse the plan when a path it writes or mounts under the state dir has a symlink.
+
+    Container binds first: their refusal names the service that would expose the host.
+    """
     for step in plan.steps:
-        match step:
-            case EnsureDirectory(path=path, purpose=purpose):
-                statedir.check_path(path, purpose)
-            case MaterializeConfig(file=file):
-                statedir.check_path(file.host_path, "config")
-            case CreateContainer(spec=spec):
-                statedir.check_binds(spec)
-            case _:
-                pass
+        if isinstance(step, CreateContainer):
+            statedir.check_binds(step.spec)
+    for step in plan.steps:
+        if isinstance(step, EnsureDirectory):
+            statedir.check_path(step.path, step.purpose, owner=step.reason)
+        elif isinstance(step, MaterializeConfig):
+            statedir.check_path(step.file.host_path, "config", owner=step.reason)
 
 
 def _execute(step: Step, ctx: _Pass) -> Mapping[str, object]:

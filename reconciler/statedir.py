@@ -83,9 +83,13 @@ def shown(text: str, limit: int = 200) -> str:
 def _refusal(path: str, link: str, target: str, purpose: str, owner: str | None) -> PlantedLink:
     noun = _NOUNS.get(purpose, "path")
     of = f" of {owner}" if owner else ""
+    what = (
+        f"is a symlink (-> {shown(target)})"
+        if posixpath.normpath(link) == posixpath.normpath(path)
+        else f"contains a symlink ({shown(link)} -> {shown(target)})"
+    )
     return PlantedLink(
-        f"{noun} {shown(path)}{of} contains a symlink ({shown(link)} -> {shown(target)}) "
-        "that a container planted; remove it "
+        f"{noun} {shown(path)}{of} {what} that a container planted; remove it "
         "(fleetgate never follows links under its state directory)"
     )
 
