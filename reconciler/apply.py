@@ -34,7 +34,7 @@ from structlog.typing import FilteringBoundLogger
 
 from reconciler import statedir
 from reconciler.crashpoints import crashpoint
-from reconciler.errors import HealthError, SourceError
+from reconciler.errors import EngineError, HealthError, SourceError
 from reconciler.model import ConfigFile, ObservedContainer
 from reconciler.runtime import Runtime
 from reconciler.steps import (
@@ -154,10 +154,16 @@ def _execute(step: Step, ctx: _Pass) -> Mapping[str, object]:
             crashpoint("after-pull")
             return {"image": image}
         case EnsureDirectory(path=path, purpose=purpose):
-            statedir.ensure_dir(path, purpose)
+            try:
+                statedir.ensure_dir(path, purpose)
+            except OSError as e:
+                raise _host_error(f"creating {purpose} directory {path}", e) from None
             return {"path": path, "purpose": purpose}
         case MaterializeConfig(file=file):
-            wrote = _materialize(file, ctx.configs)
+            try:
+                wrote = _materialize(file, ctx.configs)
+            except OSError as e:
+                raise _host_error(f"writing config {file.host_path}", e) from None
             crashpoint("after-config")
             return {"path": file.host_path, "digest": file.digest, "written": wrote}
         case CreateNetwork(stack=stack, spec=spec):
@@ -193,6 +199,14 @@ def _execute(step: Step, ctx: _Pass) -> Mapping[str, object]:
             return {"network": name}
         case _:
             assert_never(step)
+
+
+def _host_error(action: str, error: OSError) -> EngineError:
+    """A one-line error for a host path fleetgate could not prepare (never a traceback)."""
+    return EngineError(
+        f"{statedir.shown(action)} failed: {error.strerror or error}; "
+        "check what is in its place under the state directory"
+    )
 
 
 def _materialize(file: ConfigFile, configs: ConfigReader) -> bool:

@@ -15,7 +15,7 @@ from reconciler import statedir
 from reconciler.apply import apply
 from reconciler.errors import EngineError, PlantedLink
 from reconciler.model import ConfigFile, Mount, ServiceSpec
-from reconciler.plan import MaterializeConfig, Plan, plan
+from reconciler.plan import EnsureDirectory, MaterializeConfig, Plan, plan
 from reconciler.store import DeviceRecord, StateStore, write_atomic
 
 LEVELS = ["data", "data/dev1", "data/dev1/line", "data/dev1/line/db", "data/dev1/line/db/sub"]
@@ -228,3 +228,20 @@ class _NoConfigs:
 def _log() -> FilteringBoundLogger:
     logger: FilteringBoundLogger = structlog.get_logger()
     return logger
+
+
+class TestHostErrors:
+    def test_a_file_in_place_of_a_data_directory_is_one_engine_error(
+        self, layout: tuple[Path, Path]
+    ) -> None:
+        """A file where a data directory belongs stops the pass with one line, not a traceback."""
+        state, _ = layout
+        blocker = state / f"data/{DEVICE}/line"
+        blocker.parent.mkdir(parents=True)
+        blocker.write_text("not a directory\n")
+        step = EnsureDirectory(str(blocker / "db"), "data", "stack line")
+        with (
+            capture_logs(),
+            pytest.raises(EngineError, match=r"creating data directory \S+/db failed"),
+        ):
+            apply(Plan((step,)), FakeRuntime(), _NoConfigs(), _log())
