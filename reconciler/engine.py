@@ -394,7 +394,14 @@ class DockerEngine:
             self.api.remove_container(container_id, force=True, v=False)
 
     def start_container(self, container_id: str) -> None:
+        """Start; refused (``PlantedLink``) when a state-dir bind source is now a link."""
         try:
+            info = self.api.inspect_container(container_id)
+            labels = (info.get("Config") or {}).get("Labels") or {}
+            binds = (info.get("HostConfig") or {}).get("Binds") or []
+            device, stack = labels.get(LABEL_DEVICE, ""), labels.get(LABEL_STACK, "")
+            if device and stack:
+                statedir.check_started(binds, device, stack, labels.get(LABEL_SERVICE, ""))
             self.api.start(container_id)
         except _DOCKER_ERRORS as e:
             _fail(f"starting container {container_id[:12]}", e)

@@ -146,6 +146,22 @@ def check_binds(spec: ServiceSpec) -> None:
         check_path(mount.source, purpose, root=root, owner=owner)
 
 
+def check_started(binds: Iterable[str], device: str, stack: str, service: str) -> None:
+    """Refuse to (re)start a container whose ``source:target`` binds cross a planted link.
+
+    The engine resolves bind sources again at every start, so a container created
+    safely can be exposed by a link planted later (by another container sharing the
+    directory). Only sources in the layout of ``device``/``stack`` are checked.
+    """
+    for bind in binds:
+        source = bind.split(":", 1)[0]
+        for purpose in _STATE_KINDS.values():
+            root = state_root(source, purpose, device, stack)
+            if source.startswith("/") and root != "/":
+                check_path(source, purpose, root=root, owner=f"{stack}/{service}")
+                break
+
+
 # ------------------------------------------------------------------------- writes
 
 

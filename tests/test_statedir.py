@@ -245,3 +245,18 @@ class TestHostErrors:
             pytest.raises(EngineError, match=r"creating data directory \S+/db failed"),
         ):
             apply(Plan((step,)), FakeRuntime(), _NoConfigs(), _log())
+
+
+class TestCheckStarted:
+    def test_only_layout_binds_are_checked_and_a_link_among_them_refuses(
+        self, layout: tuple[Path, Path]
+    ) -> None:
+        """Named volumes and host paths pass; a linked data source of the stack is refused."""
+        state, host = layout
+        plant(state, "data/dev1/line/db", host)
+        fine = ["appdata:/data", f"{host}:/host:ro", f"{state}/data/dev1/other/x:/o"]
+        statedir.check_started(fine, "dev1", "line", "web")
+        with pytest.raises(PlantedLink, match="of line/web is a symlink"):
+            statedir.check_started(
+                [*fine, f"{state}/data/dev1/line/db:/db:rw"], "dev1", "line", "web"
+            )

@@ -139,3 +139,34 @@ class TestPlantedDataLink:
             assert engine.inspect_container(spec.container_name) is None
         finally:
             engine.close()
+
+    def test_the_engine_refuses_to_restart_over_a_link_planted_later(
+        self, tmp_path: Path, device_id: str, busybox_image: str, test_labels: dict[str, str]
+    ) -> None:
+        """The engine resolves binds at every start: a source linked after create is refused."""
+        state, host = tmp_path / "state", tmp_path / "host"
+        host.mkdir()
+        (host / "canary").write_text("host only\n")
+        source = state / f"data/{device_id}/app/data"
+        source.mkdir(parents=True)
+        spec = ServiceSpec(
+            device_id,
+            "app",
+            "web",
+            f"{device_id}-app-web",
+            busybox_image,
+            command=("cat", "/data/canary"),
+            labels=tuple(test_labels.items()),
+            mounts=(Mount("data", str(source), "/data"),),
+        )
+        engine = DockerEngine()
+        try:
+            created = engine.create_container(spec, "a" * 40)
+            source.rmdir()
+            source.symlink_to(host)  # what a container sharing data/ could do meanwhile
+            with pytest.raises(PlantedLink, match="of app/web is a symlink"):
+                engine.start_container(created)
+            seen = engine.inspect_container(created)
+            assert seen is not None and seen.state == "created"
+        finally:
+            engine.close()
