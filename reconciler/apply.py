@@ -9,6 +9,14 @@ Download-then-kill holds by construction: the plan puts every ``pull`` first, so
 one raises :class:`~reconciler.errors.ImageUnavailable` nothing has been stopped yet.
 ``apply`` refuses a plan that breaks that order rather than execute it.
 
+Safety rule 9: before the first step, every path the plan writes under the state
+directory and every state-directory bind source of a container it creates is checked
+for a symlink (a container may have planted one in its data directory); one refuses
+the whole plan with :class:`~reconciler.errors.PlantedLink` before anything is pulled,
+stopped or written. ``mkdir`` and config writes then walk with ``O_NOFOLLOW``
+(:mod:`reconciler.statedir`), and the engine checks the binds again right before it
+creates the container.
+
 Named crash points (``after-pull``, ``after-config``, ``after-stop``, ``after-remove``,
 ``after-create``, ``before-start``, ``after-start``) let crash tests kill the process
 at exact points; they do nothing unless ``FLEETGATE_CRASH_AT`` is set.
@@ -20,13 +28,13 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, assert_never
 
 from structlog.typing import FilteringBoundLogger
 
+from reconciler import statedir
 from reconciler.crashpoints import crashpoint
-from reconciler.errors import HealthError, SourceError
+from reconciler.errors import EngineError, HealthError, SourceError
 from reconciler.model import ConfigFile, ObservedContainer
 from reconciler.runtime import Runtime
 from reconciler.steps import (
@@ -45,7 +53,6 @@ from reconciler.steps import (
     StopContainer,
     WaitHealthy,
 )
-from reconciler.store import write_atomic
 
 
 class ConfigReader(Protocol):
@@ -96,6 +103,7 @@ def apply(
     ``SourceError`` when a config file's content does not match its rendered digest.
     """
     _check_pulls_first(plan)
+    _check_state_paths(plan)
     log = log.bind(device=plan.device, revision=plan.revision)
     ctx = _Pass(runtime, configs, log, plan.device, clock, sleep, poll_interval, [], [])
     done: list[Step] = []
@@ -118,6 +126,21 @@ def _check_pulls_first(plan: Plan) -> None:
             raise ValueError("plan pulls an image after stopping or removing something")
 
 
+def _check_state_paths(plan: Plan) -> None:
+    """Refuse the plan when a path it writes or mounts under the state dir has a symlink.
+
+    Container binds first: their refusal names the service that would expose the host.
+    """
+    for step in plan.steps:
+        if isinstance(step, CreateContainer):
+            statedir.check_binds(step.spec)
+    for step in plan.steps:
+        if isinstance(step, EnsureDirectory):
+            statedir.check_path(step.path, step.purpose, owner=step.reason)
+        elif isinstance(step, MaterializeConfig):
+            statedir.check_path(step.file.host_path, "config", owner=step.reason)
+
+
 def _execute(step: Step, ctx: _Pass) -> Mapping[str, object]:
     """Run one step; return the log fields that name its target."""
     runtime = ctx.runtime
@@ -131,10 +154,16 @@ def _execute(step: Step, ctx: _Pass) -> Mapping[str, object]:
             crashpoint("after-pull")
             return {"image": image}
         case EnsureDirectory(path=path, purpose=purpose):
-            Path(path).mkdir(parents=True, exist_ok=True)
+            try:
+                statedir.ensure_dir(path, purpose)
+            except OSError as e:
+                raise _host_error(f"creating {purpose} directory {path}", e) from None
             return {"path": path, "purpose": purpose}
         case MaterializeConfig(file=file):
-            wrote = _materialize(file, ctx.configs)
+            try:
+                wrote = _materialize(file, ctx.configs)
+            except OSError as e:
+                raise _host_error(f"writing config {file.host_path}", e) from None
             crashpoint("after-config")
             return {"path": file.host_path, "digest": file.digest, "written": wrote}
         case CreateNetwork(stack=stack, spec=spec):
@@ -172,12 +201,20 @@ def _execute(step: Step, ctx: _Pass) -> Mapping[str, object]:
             assert_never(step)
 
 
+def _host_error(action: str, error: OSError) -> EngineError:
+    """A one-line error for a host path fleetgate could not prepare (never a traceback)."""
+    return EngineError(
+        f"{statedir.shown(action)} failed: {error.strerror or error}; "
+        "check what is in its place under the state directory"
+    )
+
+
 def _materialize(file: ConfigFile, configs: ConfigReader) -> bool:
     """Write one config atomically unless it is already there; ``True`` when written."""
-    dest = Path(file.host_path)
-    if dest.is_file() and _digest(dest.read_bytes()) == file.digest:
-        if dest.stat().st_mode & 0o777 != file.mode:
-            dest.chmod(file.mode)
+    present = statedir.read_file(file.host_path, "config")
+    if present is not None and _digest(present[0]) == file.digest:
+        if present[1] & 0o777 != file.mode:
+            statedir.set_mode(file.host_path, file.mode)
         return False
     data = configs.read_bytes(file.repo_path)
     if _digest(data) != file.digest:
@@ -185,7 +222,7 @@ def _materialize(file: ConfigFile, configs: ConfigReader) -> bool:
             f"{file.repo_path}: content changed since render (expected {file.digest}); "
             "the next pass renders it again"
         )
-    write_atomic(dest, data, mode=file.mode)
+    statedir.write_file(file.host_path, data, file.mode, "config")
     return True
 
 

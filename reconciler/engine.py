@@ -25,7 +25,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from reconciler import engine_spec
+from reconciler import engine_spec, statedir
 from reconciler.errors import EngineError, ImageUnavailable, NameConflict
 from reconciler.model import (
     LABEL_CONFIG_HASH,
@@ -351,7 +351,12 @@ class DockerEngine:
     # --------------------------------------------------------------- containers
 
     def create_container(self, spec: ServiceSpec, revision: str) -> str:
-        """Create (not start) the container and connect its extra networks; return its id."""
+        """Create (not start) the container and connect its extra networks; return its id.
+
+        A state-directory bind source with a symlink component is refused first
+        (:class:`~reconciler.errors.PlantedLink`): the engine would follow it on the host.
+        """
+        statedir.check_binds(spec)
         body = engine_spec.container_config(spec, revision)
         try:
             created = self.api.create_container_from_config(
@@ -389,7 +394,14 @@ class DockerEngine:
             self.api.remove_container(container_id, force=True, v=False)
 
     def start_container(self, container_id: str) -> None:
+        """Start; refused (``PlantedLink``) when a state-dir bind source is now a link."""
         try:
+            info = self.api.inspect_container(container_id)
+            labels = (info.get("Config") or {}).get("Labels") or {}
+            binds = (info.get("HostConfig") or {}).get("Binds") or []
+            device, stack = labels.get(LABEL_DEVICE, ""), labels.get(LABEL_STACK, "")
+            if device and stack:
+                statedir.check_started(binds, device, stack, labels.get(LABEL_SERVICE, ""))
             self.api.start(container_id)
         except _DOCKER_ERRORS as e:
             _fail(f"starting container {container_id[:12]}", e)

@@ -8,6 +8,7 @@ what happens next, so the agent loop and the command line never inspect messages
 - :class:`SourceError` — Git/bundle source unreachable or refused; retry with backoff.
 - :class:`EngineError` — the Docker engine failed; retry with backoff.
 - :class:`ImageUnavailable` — a pull failed; nothing running is stopped.
+- :class:`PlantedLink` — a symlink under the state directory; nothing is touched.
 - :class:`HealthError` — a service did not become healthy; roll back.
 
 Adapters translate foreign exceptions at the border (``raise EngineError(...) from e``)
@@ -88,6 +89,14 @@ class ImageUnavailable(EngineError):
     def __init__(self, image: str, reason: str) -> None:
         self.image = image
         super().__init__(f"image {image} could not be pulled: {reason}")
+
+
+class PlantedLink(EngineError):
+    """A path under the state directory has a symlink (a container may have planted it).
+
+    Nothing is created or written through it; the pass stops before it touches anything
+    (safety rule 9) and the next pass checks again once someone removed the link.
+    """
 
 
 class NameConflict(EngineError):

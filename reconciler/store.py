@@ -22,7 +22,6 @@ import dataclasses
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from typing import Any
 import cattrs
 import structlog
 
+from reconciler import statedir
 from reconciler.errors import FleetgateError
 from reconciler.model import DesiredState
 
@@ -40,25 +40,16 @@ MAX_FAILED = 50
 """Failed revisions remembered per device (oldest forgotten first)."""
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` atomically (creating parent directories)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).chmod(mode)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, root: Path | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically (creating parent directories).
+
+    Nothing below ``root`` (default: the file's own directory) is followed if it is a
+    symlink: a link on a directory between ``root`` and the file refuses the write
+    (:class:`~reconciler.errors.PlantedLink`), and a link in place of the file is
+    replaced, its target untouched (see :mod:`reconciler.statedir`).
+    """
+    base = path.parent if root is None else root
+    statedir.write_file(str(path), data, mode, "state", root=str(base))
 
 
 def rfc3339(moment: datetime) -> str:
@@ -198,7 +189,8 @@ class StateStore:
 
     def __init__(self, state_dir: Path | str, device: str) -> None:
         self.device = device
-        self.folder = Path(state_dir) / "devices" / device
+        self.root = Path(state_dir)
+        self.folder = self.root / "devices" / device
         self.path = self.folder / "state.json"
         self._log = structlog.get_logger().bind(device=device)
 
@@ -225,7 +217,7 @@ class StateStore:
 
     def save(self, record: DeviceRecord) -> None:
         """Write ``record`` atomically (mode 0600: it holds rendered environment values)."""
-        write_atomic(self.path, dump_record(record), mode=0o600)
+        write_atomic(self.path, dump_record(record), mode=0o600, root=self.root)
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -234,8 +226,15 @@ class StateStore:
         Raises :class:`FleetgateError` at once when another process (the agent, a
         technician's ``apply``) is in the middle of a pass for this device.
         """
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / "pass.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        statedir.ensure_dir(str(self.folder), "state", root=str(self.root))
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.folder / "pass.lock", flags, 0o600)
+        except OSError as e:
+            raise FleetgateError(
+                f"cannot open the pass lock {self.folder / 'pass.lock'}: {e.strerror}; "
+                "remove what is in its place"
+            ) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
