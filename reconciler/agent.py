@@ -40,8 +40,9 @@ from reconciler.agentsource import AgentSource, LockFiles, Refresh
 from reconciler.errors import FleetgateError
 from reconciler.model import ObservedState
 from reconciler.reconcile import PassResult, reconcile_once
+from reconciler.redaction import redact_url
 from reconciler.runtime import Runtime
-from reconciler.source import Checkout, redact
+from reconciler.source import Checkout
 from reconciler.status import SOURCE_UNREACHABLE, PendingUpdate, Status, Tally, build_status
 from reconciler.statushttp import write_status
 from reconciler.store import StateStore
@@ -176,7 +177,7 @@ class Agent:
 
     def run(self, *, once: bool = False) -> Status:
         """Pass after pass until a stop is requested (or one pass with ``once``)."""
-        self._log.info("agent.started", repo=redact(self.config.repo), ref=self.config.ref)
+        self._log.info("agent.started", repo=redact_url(self.config.repo), ref=self.config.ref)
         for warning in self.warnings:
             self._log.warning("agent.config_warning", warning=warning)
         reasons: frozenset[str] = frozenset(("start",))

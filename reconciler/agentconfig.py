@@ -27,8 +27,8 @@ from typing import Any
 from reconciler.errors import Finding, ManifestError, UsageError
 from reconciler.model import Location, Policy
 from reconciler.policy import parse_policy
+from reconciler.redaction import redact_url
 from reconciler.schemacheck import schema_findings
-from reconciler.source.gitcmd import redact
 from reconciler.statusconfig import DEFAULT_STATUS_LISTEN, check_listen, read_token
 from reconciler.units import parse_duration
 from reconciler.yamlio import LineDict, parse_yaml
@@ -314,7 +314,7 @@ def config_warnings(config: AgentConfig) -> tuple[str, ...]:
         return ()
     return (
         f"{UNSIGNED_AND_UNRESTRICTED}: no allowedSigners and no local policy: whoever can "
-        f"push to {redact(config.repo)} may run what the fleet policy allows",
+        f"push to {redact_url(config.repo)} may run what the fleet policy allows",
     )
 
 

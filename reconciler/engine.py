@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -45,6 +44,7 @@ from reconciler.model import (
     ServiceSpec,
     VolumeSpec,
 )
+from reconciler.redaction import redact_urls
 from reconciler.runtime import ProgressCallback, Runtime
 
 PROGRESS_INTERVAL = 2.0
@@ -54,7 +54,6 @@ _STATES: frozenset[str] = frozenset(
     ("created", "running", "restarting", "paused", "exited", "dead", "removing")
 )
 _HEALTH = frozenset(("starting", "healthy", "unhealthy"))
-_CREDENTIALS = re.compile(r"(?<=://)[^/\s@]+@")
 _DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
@@ -64,7 +63,7 @@ def one_line(error: BaseException | str, limit: int = 300) -> str:
         text = str(error.explanation or error)
     else:
         text = str(error)
-    text = _CREDENTIALS.sub("***@", " ".join(text.split()))
+    text = redact_urls(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

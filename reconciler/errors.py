@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from reconciler.redaction import redact_urls
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -27,11 +29,15 @@ class Finding:
 
     ``path`` is relative to the repository root (POSIX separators). ``line`` is
     1-based, or ``None`` when the problem has no single line (a missing file).
+    ``message`` loses URL credentials on creation: a finding may quote a value.
     """
 
     path: str
     line: int | None
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", redact_urls(self.message))
 
     def __str__(self) -> str:
         where = self.path if self.line is None else f"{self.path}:{self.line}"

@@ -8,8 +8,9 @@ part of the comparison: a commit that alters no rendered state touches no device
 Reasons are found through :attr:`ServiceSpec.field_hashes` (the same per-field hashes a
 plan uses to say why a container is recreated), then shown before/after for the fields
 whose values are safe to print. Secrets never appear: ``environment`` and ``labels``
-are reported by *key* only, a secret mount by its device path only, and a config file by
-its repository path and content digest.
+are reported by *key* only, a secret mount by its device path only, a config file by
+its repository path and content digest, and the values shown (a command, say) lose URL
+credentials and the values of secret-named variables (:mod:`reconciler.redaction`).
 
 When a change lands on a device is the next opening of its update windows
 (:func:`reconciler.windows.next_opening`, with ``now`` as an argument): ``any time``
@@ -36,6 +37,7 @@ from reconciler.model import (
     StackSpec,
     UpdateWindow,
 )
+from reconciler.redaction import redact, secret_values
 from reconciler.render_hash import plain
 from reconciler.units import format_duration
 from reconciler.windows import is_open, next_opening
@@ -189,7 +191,15 @@ def _service_changes(old: ServiceSpec, new: ServiceSpec) -> tuple[Change, ...]:
         before, after = getattr(old, name), getattr(new, name)
         if before != after:
             out.append(Change(name, _value(name, before), _value(name, after)))
-    return tuple(out)
+    hidden = secret_values(old.environment + new.environment)
+    return tuple(_redacted(change, hidden) for change in out)
+
+
+def _redacted(change: Change, hidden: frozenset[str]) -> Change:
+    """``change`` without URL credentials nor secret values (a command may quote them)."""
+    before = None if change.before is None else redact(change.before, hidden)
+    after = None if change.after is None else redact(change.after, hidden)
+    return Change(change.subject, before, after)
 
 
 def _stack_changes(old: StackSpec, new: StackSpec) -> list[Change]:

@@ -2,7 +2,9 @@
 
 Every module logs *events with fields* through ``structlog.get_logger()``; this
 module only decides how they are rendered. Secrets must never be passed as
-fields: values that could hold them (environment, credentials) are not logged.
+fields: values that could hold them (environment, credentials) are not logged, and as
+a last guard every field of every event has its URL credentials redacted
+(:func:`reconciler.redaction.redact_log_event`) before it is rendered.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import sys
 import threading
 
 import structlog
+
+from reconciler.redaction import redact_log_event
 
 
 class _StderrLogger:
@@ -48,6 +52,7 @@ def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_log_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

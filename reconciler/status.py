@@ -36,13 +36,12 @@ Stable JSON contract (``Status.to_json``; snake_case, full 40-hex SHAs — or
 
 Secret values never appear: environment values are not part of the status at all, free
 text (reasons, errors) has URL credentials redacted and the values of secret-looking
-variables (``*PASSWORD*``, ``*TOKEN*``, ``*SECRET*``, ``*KEY*``, ...) replaced by ``***``.
+variables (the rule of :mod:`reconciler.redaction`) replaced by ``***``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -51,7 +50,8 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
 from reconciler.model import DesiredState, ObservedContainer, ObservedState
-from reconciler.source.gitcmd import redact
+from reconciler.redaction import redact, redact_urls
+from reconciler.redaction import secret_values as named_secret_values
 from reconciler.store import DeviceRecord, parse_rfc3339, rfc3339
 
 if TYPE_CHECKING:  # the pass module pulls in the whole pipeline; status only reads results
@@ -61,7 +61,6 @@ STALE_AFTER = 3
 """Poll intervals without a successful fetch after which the status is ``stale``."""
 
 SOURCE_UNREACHABLE = "source-unreachable"
-_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CRED|AUTH|PRIVATE|CERT|PWD", re.IGNORECASE)
 
 
 def status_path(state_dir: Path | str, device: str) -> Path:
@@ -113,7 +112,8 @@ class FetchState:
         return FetchState(attempted_at=now, succeeded_at=now, error=None)
 
     def failed(self, error: str, now: datetime) -> FetchState:
-        return FetchState(attempted_at=now, succeeded_at=self.succeeded_at, error=redact(error))
+        error = redact_urls(error)
+        return FetchState(attempted_at=now, succeeded_at=self.succeeded_at, error=error)
 
     def stale(self, now: datetime, poll_interval: float) -> bool:
         """No success within ``STALE_AFTER`` poll intervals (or only failures so far)."""
@@ -347,22 +347,15 @@ def build_status(
 
 
 def secret_values(state: DesiredState | None) -> frozenset[str]:
-    """Values of secret-looking environment variables (``*PASSWORD*``, ``*TOKEN*``, ...)."""
+    """Values of the secret-named variables of ``state`` (:mod:`reconciler.redaction`)."""
     if state is None:
         return frozenset()
-    return frozenset(
-        value
-        for spec in state.services
-        for name, value in spec.environment
-        if _SECRET_NAME.search(name) and len(value) >= 4
-    )
+    return named_secret_values(pair for spec in state.services for pair in spec.environment)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
     """``text`` with URL credentials and every value in ``secrets`` replaced by ``***``."""
-    for value in sorted(secrets, key=len, reverse=True):
-        text = text.replace(value, "***")
-    return redact(text)
+    return redact(text, secrets)
 
 
 def services_of(observed: ObservedState) -> tuple[ServiceStatus, ...]:

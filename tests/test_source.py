@@ -12,7 +12,8 @@ import pytest
 from support.gitserver import GitDaemon, Origin, SilentServer, SmartHttpServer, free_port, git
 
 from reconciler.errors import SourceError
-from reconciler.source import cache_key, is_url, open_source, prune_checkouts, redact, remote_head
+from reconciler.redaction import redact
+from reconciler.source import cache_key, is_url, open_source, prune_checkouts, remote_head
 
 FLEET_V1 = {
     "fleet.yaml": "variables: {TZ: Europe/Berlin}\n",
@@ -50,7 +51,7 @@ class TestUrlRecognition:
 
 
 class TestRedaction:
-    """Credentials in URLs never survive into text; plain ssh users do."""
+    """Credentials in URLs never survive into text, a plain user (often a token) neither."""
 
     def test_https_token(self) -> None:
         text = "cannot fetch https://user:s3cret@git.plant.example/fleet.git: boom"
@@ -59,8 +60,8 @@ class TestRedaction:
     def test_token_only(self) -> None:
         assert redact("http://tok3n@h/x") == "http://***@h/x"
 
-    def test_ssh_user_kept(self) -> None:
-        assert redact("ssh://git@h/x") == "ssh://git@h/x"
+    def test_ssh_user_redacted(self) -> None:
+        assert redact("ssh://git@h/x") == "ssh://***@h/x"
 
     def test_cache_key_ignores_credentials(self) -> None:
         assert cache_key("https://a:b@h/x.git") == cache_key("https://h/x.git")

@@ -4,7 +4,9 @@ Each subcommand lives in its own module under ``reconciler.cli`` exposing
 ``register(subparsers)`` (adds its parser and sets ``handler``) and builds the
 real adapters it needs. This module only parses, dispatches and maps outcomes to
 exit codes: 0 success, 1 failure (invalid fleet, failed apply), 2 usage.
-A :class:`FleetgateError` is printed as one line on stderr, never a traceback.
+A :class:`FleetgateError` is printed as one line on stderr, never a traceback, and
+without credentials: neither URL userinfo nor the credentials of a URL on the command
+line (:mod:`reconciler.redaction`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from reconciler import __version__
 from reconciler.errors import FleetgateError, ManifestError, UsageError
 from reconciler.logs import configure_logging
+from reconciler.redaction import redact, redact_url, text_secrets
 from reconciler.render import DEFAULT_STATE_DIR
 from reconciler.source import Checkout, is_url, open_source
 
@@ -104,27 +107,29 @@ def checkout_repo(repo: str, ref: str | None) -> Checkout:
     ``~/.cache/fleetgate``); a folder is read as it is.
     """
     if not is_url(repo) and not Path(repo).is_dir():
-        raise UsageError(f"--repo {repo}: not a folder or a Git URL; pass the fleet repository")
+        shown = redact_url(repo)
+        raise UsageError(f"--repo {shown}: not a folder or a Git URL; pass the fleet repository")
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return open_source(repo, Path(base) / "fleetgate", ref=ref)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
+    hidden = text_secrets(sys.argv[1:] if argv is None else argv)  # --repo u:pw@... credentials
     try:
         args = build_parser().parse_args(argv)
         handler: Handler = args.handler
         return handler(args)
     except UsageError as e:
         for line in str(e).splitlines():  # one line per problem
-            print(f"fleetgate: {line}", file=sys.stderr)
+            print(f"fleetgate: {redact(line, hidden)}", file=sys.stderr)
         return EXIT_USAGE
     except ManifestError as e:
         for finding in e.findings:
-            print(finding, file=sys.stderr)
+            print(redact(str(finding), hidden), file=sys.stderr)
         return EXIT_FAILED
     except FleetgateError as e:
-        print(f"fleetgate: {e}", file=sys.stderr)
+        print(f"fleetgate: {redact(str(e), hidden)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

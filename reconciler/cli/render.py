@@ -3,8 +3,9 @@
 Prints the normalized desired state of one device: byte-identical for the same
 revision (sorted keys, stable order). Secret values never appear: secrets are mounts
 that show only their device path, and environment values whose *name* looks secret
-(contains PASSWORD, SECRET, TOKEN, CREDENTIAL, or ends with ``_KEY``) are printed as
-``********`` in both forms (the config hash still covers the real value).
+(``DB_PASS``, ``ADMIN_PWD``, ``API_KEY``, ...: the rule of :mod:`reconciler.redaction`)
+are printed as ``********`` in both forms (the config hash still covers the real value),
+and URL credentials in any value (``mqtt://user:pw@broker``) as ``***``.
 
 JSON (stable fields): ``{"device", "revision", "arch", "updateWindows": [{days, start,
 end, timezone}], "stacks": [StackSpec as snake_case fields]}`` with durations written as
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 from typing import Any
@@ -33,14 +33,13 @@ from reconciler.cli import (
 from reconciler.errors import Finding, ManifestError
 from reconciler.manifests import load_repository
 from reconciler.model import DesiredState, Mount, PortBinding, ServiceSpec, StackSpec
+from reconciler.redaction import mask_environment, redact, redact_document, secret_values
 from reconciler.render import render_device
 from reconciler.render_hash import plain
 from reconciler.targeting import matching_groups
 from reconciler.tree import RepoTree
 from reconciler.units import format_duration
 
-MASK = "********"
-_SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|_KEY$", re.IGNORECASE)
 _PAIRS = frozenset({"environment", "labels", "options", "field_hashes", "tmpfs"})
 """Fields that are sorted (name, value) pairs in the model and objects in JSON."""
 _DURATIONS = frozenset(
@@ -61,13 +60,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def is_secret_name(name: str) -> bool:
-    """Environment names whose values are masked in any output."""
-    return bool(_SECRET_NAME.search(name))
+def _hidden(state: DesiredState) -> frozenset[str]:
+    """The secret values of ``state``: hidden wherever else they show (a command, say)."""
+    return secret_values(pair for svc in state.services for pair in svc.environment)
 
 
 def _masked_env(env: tuple[tuple[str, str], ...]) -> list[list[str]]:
-    return [[k, MASK if is_secret_name(k) else v] for k, v in env]
+    return [[k, v] for k, v in mask_environment(env)]
 
 
 def _jsonable(value: Any, key: str = "") -> Any:
@@ -89,7 +88,7 @@ def state_document(state: DesiredState) -> dict[str, Any]:
         doc = plain(stack)
         for svc_doc, svc in zip(doc["services"], stack.services, strict=True):
             svc_doc["environment"] = _masked_env(svc.environment)
-        stacks.append(_jsonable(doc))
+        stacks.append(redact_document(_jsonable(doc), _hidden(state)))
     windows = [
         {"days": list(w.days), "start": w.start, "end": w.end, "timezone": w.timezone}
         for w in state.update_windows
@@ -177,7 +176,7 @@ def render_text(state: DesiredState) -> str:
         lines += ["", *_stack_lines(stack)]
     if not state.stacks:
         lines += ["", "no stacks: this device runs nothing"]
-    return "\n".join(lines) + "\n"
+    return redact("\n".join(lines), _hidden(state)) + "\n"
 
 
 def _relevant(findings: tuple[Finding, ...], device: str, stacks: set[str]) -> list[Finding]:

@@ -1,7 +1,7 @@
 """The Git source adapter: the only package that runs git (through GitPython).
 
 - :mod:`reconciler.source.gitcmd` runs one git command safely (timeouts, no prompts,
-  redacted credentials);
+  git's stderr redacted by :mod:`reconciler.redaction`);
 - :mod:`reconciler.source.fetch` turns ``--repo`` (a path or a Git URL) into a
   read-only checkout of one revision;
 - :mod:`reconciler.source.verify` checks signatures and ancestry before a checkout.
@@ -15,7 +15,6 @@ from reconciler.source.fetch import (
     prune_checkouts,
     remote_head,
 )
-from reconciler.source.gitcmd import redact
 from reconciler.source.verify import Guard, Signer, check_forward, verify_commit
 
 __all__ = [
@@ -27,7 +26,6 @@ __all__ = [
     "is_url",
     "open_source",
     "prune_checkouts",
-    "redact",
     "remote_head",
     "verify_commit",
 ]

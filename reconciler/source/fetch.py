@@ -19,7 +19,8 @@ full 40-hex commit SHA it came from. Contracts:
   ``kill_after_timeout``); it never prompts (``GIT_TERMINAL_PROMPT=0``, ssh ``BatchMode``).
 - Credentials in a URL (``https://user:token@host``) are never written to disk nor put
   on a command line: they reach git through the environment and an inline credential
-  helper. Every message is redacted to ``https://***@host``.
+  helper. Every message shows the URL as ``scheme://***@host`` (any userinfo, any scheme:
+  :mod:`reconciler.redaction`), and git's own complaints are redacted the same way.
 - Every failure is a one-line :class:`SourceError`.
 - Source security (optional, see :mod:`reconciler.source.verify`): with
   ``allowed_signers`` the resolved commit must carry a valid signature by an allowed
@@ -45,7 +46,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from reconciler.errors import SourceError
-from reconciler.source.gitcmd import check, redact, run_git
+from reconciler.redaction import redact_url
+from reconciler.source.gitcmd import check, run_git
 from reconciler.source.verify import Guard
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -100,7 +102,7 @@ def _split_credentials(url: str) -> tuple[str, Mapping[str, str]]:
 
 def cache_key(url: str) -> str:
     """The mirror directory name for ``url``: a hash of the URL without credentials."""
-    stripped = redact(_split_credentials(url)[0]).rstrip("/")
+    stripped = redact_url(_split_credentials(url)[0]).rstrip("/")
     if stripped.endswith(".git"):
         stripped = stripped[: -len(".git")]
     return hashlib.sha256(stripped.encode()).hexdigest()[:24]
@@ -147,7 +149,7 @@ def remote_head(url: str, ref: str | None = None, timeout: float = 30.0) -> str:
     """
     if ref is not None and _SHA.match(ref):
         return ref
-    shown = redact(url)
+    shown = redact_url(url)
     bare, env = _split_credentials(url)
     result = run_git(["ls-remote", "--symref", "--", bare], cwd=None, timeout=timeout, env=env)
     refs, head_target = _parse_ls_remote(check(result, f"cannot list refs of {shown}", timeout))
@@ -233,7 +235,7 @@ def _git_dir(path: Path, timeout: float) -> Path:
 
 
 def _open_url(url: str, cache_dir: Path, ref: str | None, timeout: float, guard: Guard) -> Checkout:
-    shown = redact(url)
+    shown = redact_url(url)
     mirror = cache_dir / "mirrors" / f"{cache_key(url)}.git"
     mirror.parent.mkdir(parents=True, exist_ok=True)
     with mirror_lock(mirror.with_suffix(".lock"), timeout, shown):

@@ -2,12 +2,12 @@
 
 Every git call in :mod:`reconciler.source` goes through :func:`run_git`: killed after
 its timeout, never prompting, hooks and the ``ext::`` transport off, credentials
-handed over through the environment (never argv or disk), and every message redacted.
+handed over through the environment (never argv or disk), and git's stderr redacted
+(:mod:`reconciler.redaction`).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,31 +16,13 @@ from pathlib import Path
 import git
 
 from reconciler.errors import SourceError
-
-_USERINFO_ANYWHERE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^@/\s'\"]+@")
+from reconciler.redaction import MIN_SECRET_LENGTH, redact, text_secrets
 
 _CREDENTIAL_HELPER = (
     '!f() { test "$1" = get || exit 0; printf "username=%s\\npassword=%s\\n" '
     '"$FLEETGATE_GIT_USERNAME" "$FLEETGATE_GIT_PASSWORD"; }; f'
 )
 """Hands the URL's credentials (from the environment) to git without argv or disk."""
-
-
-def redact(text: str) -> str:
-    """``text`` with the credentials of every URL in it replaced by ``***``.
-
-    ``https://user:token@host/x`` becomes ``https://***@host/x``. A plain ssh user
-    (``ssh://git@host``) is not a secret and stays; ``ssh://git:pw@host`` is redacted.
-    """
-
-    def replace(match: re.Match[str]) -> str:
-        scheme = match.group("scheme")
-        userinfo = match.group(0)[len(scheme) : -1]
-        if scheme.lower() in ("ssh://", "git+ssh://", "ssh+git://") and ":" not in userinfo:
-            return match.group(0)
-        return f"{scheme}***@"
-
-    return _USERINFO_ANYWHERE.sub(replace, text)
 
 
 # --------------------------------------------------------------------- running git
@@ -79,7 +61,12 @@ def run_git(
     env: Mapping[str, str] | None = None,
     git_dir: Path | None = None,
 ) -> GitResult:
-    """Run one git command, killed after ``timeout`` seconds; never raises on failure."""
+    """Run one git command, killed after ``timeout`` seconds; never raises on failure.
+
+    Its stderr comes back redacted: without the credentials of any URL among ``args``
+    (git prints them in many forms, e.g. ``unable to look up user:pw@host``) nor the
+    ones handed over in ``env``.
+    """
     extra = dict(env or {})
     if git_dir is not None:
         extra["GIT_DIR"] = str(git_dir)
@@ -116,7 +103,9 @@ def run_git(
     err_text = err if isinstance(err, str) else bytes(err or b"").decode("utf-8", "replace")
     out_text = out if isinstance(out, str) else bytes(out or b"").decode("utf-8", "replace")
     timed_out = status != 0 and (err_text.startswith("Timeout:") or elapsed >= timeout)
-    return GitResult(int(status or 0), out_text, err_text, timed_out)
+    handed = {v for k, v in extra.items() if k.startswith("FLEETGATE_GIT_")}
+    secrets = text_secrets(args) | {v for v in handed if len(v) >= MIN_SECRET_LENGTH}
+    return GitResult(int(status or 0), out_text, redact(err_text, secrets), timed_out)
 
 
 _BOILERPLATE = (
@@ -146,8 +135,8 @@ def reason(result: GitResult, timeout: float) -> str:
             text = rest.strip()
             if text.endswith(":") and i + 1 < len(lines):
                 text = f"{text} {lines[i + 1]}"
-            return redact(text)
-    return redact(lines[-1]) if lines else f"git exited with status {result.status}"
+            return text
+    return lines[-1] if lines else f"git exited with status {result.status}"
 
 
 def check(result: GitResult, what: str, timeout: float) -> str:
