@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -55,6 +56,7 @@ BUNDLE_REPO = "bundle://offline"
 """The ``repo`` of a device that is only ever updated from bundles."""
 IMPORTED_REF = "refs/fleetgate/imported"
 _INCOMING_REF = "refs/fleetgate/incoming"
+_SHA = re.compile(r"^[0-9a-f]{40}$")
 TIMEOUT = 300.0
 
 
@@ -90,7 +92,17 @@ def create_bundle(
     sign_key: Path | None = None,
     since: str | None = None,
 ) -> BundleManifest:
-    """Write the bundle file for ``ref`` of the clone at ``repo`` to ``out`` (atomically)."""
+    """Write the bundle file for ``ref`` of the clone at ``repo`` to ``out`` (atomically).
+
+    A bundle carries a branch or tag; 40 hex digits always name a commit (never a branch
+    named like one), so such a ``ref`` is refused. ``since`` may be any revision; 40 hex
+    digits are the commit itself.
+    """
+    if _SHA.match(ref):
+        raise SourceError(
+            f"--ref {ref}: 40 hex digits name a commit, and a bundle carries a ref; "
+            "name a branch or tag"
+        )
     full = run_git(["rev-parse", "--symbolic-full-name", ref], cwd=repo, timeout=TIMEOUT)
     name = full.stdout.strip()
     if full.status != 0 or not name.startswith(("refs/heads/", "refs/tags/")):
@@ -101,8 +113,12 @@ def create_bundle(
     base = None
     spec = name
     if since is not None:
-        found = run_git(["rev-parse", "--verify", f"{since}^{{commit}}"], cwd=repo, timeout=60)
-        if found.status != 0:
+        found = run_git(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{since}^{{commit}}"],
+            cwd=repo,
+            timeout=60,
+        )
+        if found.status != 0 or (_SHA.match(since) and found.stdout.strip() != since):
             raise SourceError(f"--since {since}: unknown revision in {repo}")
         base = found.stdout.strip()
         ancestor = run_git(["merge-base", "--is-ancestor", base, revision], cwd=repo, timeout=60)
