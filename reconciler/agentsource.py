@@ -207,7 +207,10 @@ class AgentSource:
         self._log.warning("source.unreachable", error=str(error))
         self.checkout = self._fallback(record)
         desired = self.desired or (None if self.checkout is None else self.checkout.revision)
-        return Refresh(self.checkout, desired, fetch_failed=True, recheck_in=recheck)
+        # A refused bundle stays visible also while nothing can be read (a bundle-only
+        # device whose first bundle was refused): the technician at the stick sees why.
+        refused = self._bundle_refusal
+        return Refresh(self.checkout, desired, refused, fetch_failed=True, recheck_in=recheck)
 
     def _fallback(self, record: DeviceRecord) -> Checkout | None:
         """The last accepted checkout, else the applied revision from the local mirror."""
