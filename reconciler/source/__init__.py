@@ -7,6 +7,8 @@
 - :mod:`reconciler.source.checkouts` materializes one commit's files read-only in the
   cache (signed and pinned revisions are always read from there);
 - :mod:`reconciler.source.verify` checks signatures and ancestry before a checkout.
+- :mod:`reconciler.source.bundle` creates and imports signed offline bundles;
+  :mod:`reconciler.source.bundletar` reads their tar within the limits first.
 """
 
 from reconciler.source.checkouts import prune_checkouts
