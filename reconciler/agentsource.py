@@ -17,7 +17,9 @@
   local mirror (checked again, ``forward_from`` = that revision itself).
 - **Bundles** (``watch`` folders, e.g. a USB mount point): every pass (timer or file
   event) lists ``*.fgb`` / ``*.bundle`` files; a file untouched for
-  :data:`BUNDLE_SETTLE` seconds (not being copied any more) whose SHA-256 was never seen
+  :data:`BUNDLE_SETTLE` seconds (not being copied any more), that passes the bundle
+  limits (:func:`scan_bundle`: size by ``stat``, a few tar headers; checked before it is
+  hashed, so a hostile file costs a few small reads) and whose SHA-256 was never seen
   is imported with :func:`import_bundle` into the mirror of ``repo`` and its revision
   is then opened exactly like a remote one (``ref=<revision>``, no network). A refused
   bundle changes nothing; its reason stays in the status until a later import works or
@@ -46,6 +48,7 @@ from reconciler.agentconfig import AgentConfig
 from reconciler.errors import RewindRefused, SignatureError, SourceError
 from reconciler.source import Checkout, is_url, open_source, prune_checkouts, remote_head
 from reconciler.source.bundle import BUNDLE_REPO, import_bundle
+from reconciler.source.bundletar import scan_bundle
 from reconciler.status import FetchState
 from reconciler.store import DeviceRecord, parse_rfc3339, rfc3339, write_atomic
 
@@ -204,7 +207,10 @@ class AgentSource:
         self._log.warning("source.unreachable", error=str(error))
         self.checkout = self._fallback(record)
         desired = self.desired or (None if self.checkout is None else self.checkout.revision)
-        return Refresh(self.checkout, desired, fetch_failed=True, recheck_in=recheck)
+        # A refused bundle stays visible also while nothing can be read (a bundle-only
+        # device whose first bundle was refused): the technician at the stick sees why.
+        refused = self._bundle_refusal
+        return Refresh(self.checkout, desired, refused, fetch_failed=True, recheck_in=recheck)
 
     def _fallback(self, record: DeviceRecord) -> Checkout | None:
         """The last accepted checkout, else the applied revision from the local mirror."""
@@ -250,11 +256,33 @@ class AgentSource:
                 wait = BUNDLE_SETTLE - age
                 recheck = wait if recheck is None else min(recheck, wait)
                 continue
+            if not self._scanned(path, now):
+                continue
             digest = self._digest(path)
             if digest is None or digest in self._seen:
                 continue
             self._import(path, digest, applied, now)
         return recheck
+
+    def _scanned(self, path: Path, now: datetime) -> bool:
+        """Whether ``path`` passes the bundle limits (a few small reads, nothing written).
+
+        Checked before the file is hashed, so an oversized or hostile file (huge, a tar of
+        300,000 members) costs a ``stat`` and a few header reads, once: its refusal is
+        remembered by path, size and modification time instead of a digest.
+        """
+        try:
+            scan_bundle(path)
+            return True
+        except SourceError as e:
+            try:
+                info = path.stat()
+                key = f"scan:{path}:{info.st_size}:{info.st_mtime_ns}"
+            except OSError:
+                return False
+            if key not in self._seen:
+                self._refuse(path, key, now, SourceError(f"bundle {ascii(path.name)[1:-1]}: {e}"))
+            return False
 
     def _bundle_files(self) -> list[tuple[Path, float]]:
         found: list[tuple[Path, float]] = []
@@ -296,9 +324,7 @@ class AgentSource:
                 path, cfg.cache_dir, cfg.allowed_signers, now, repo=cfg.repo, applied=applied
             )
         except SourceError as e:
-            self._bundle_refusal = f"bundle {path.name} refused: {e}"
-            self._log.warning("bundle.refused", file=str(path), reason=str(e))
-            self._remember(digest, path, now, f"refused: {e}")
+            self._refuse(path, digest, now, e)
             return
         self._bundle_refusal = None
         self._imported = result.revision
@@ -307,6 +333,12 @@ class AgentSource:
             "bundle.imported", file=str(path), revision=result.revision, signer=result.signer
         )
         self._remember(digest, path, now, f"imported {result.revision}")
+
+    def _refuse(self, path: Path, key: str, now: datetime, error: SourceError) -> None:
+        """Record a refused bundle (its message already names the file) in status and log."""
+        self._bundle_refusal = str(error)
+        self._log.warning("bundle.refused", file=str(path), reason=str(error))
+        self._remember(key, path, now, f"refused: {error}")
 
     def _remember(self, digest: str, path: Path, now: datetime, result: str) -> None:
         self._seen[digest] = {"file": str(path), "at": rfc3339(now), "result": result}

@@ -14,13 +14,22 @@ Nothing in the tar is ever extracted by its own name: members are checked agains
 list above (no other names, no links, devices, directories or duplicates, size limits)
 and copied into files whose names the importer chooses, so no member can write
 outside the state directory.
+
+Limits, all checked before any member's content is read and before anything is written
+(a hostile file dropped into a watch folder costs a few 512-byte reads, whatever its
+size or member count): the file is at most :data:`MAX_FILE` bytes (``stat`` before it is
+opened); the tar is read header by header with :func:`parse_header` (plain USTAR only:
+pax / GNU extension headers, whose payload would be read into memory, are refused), at
+most :data:`MAX_MEMBERS` entries; a name must be one of the three above, so absolute
+names, ``..``, control characters (NUL included) and names longer than
+:data:`MAX_NAME` are refused, each with its own reason; each member is at most its
+:data:`LIMITS` size, and its data must lie inside the file (else: truncated).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +42,17 @@ GIT_BUNDLE = "repo.bundle"
 SIGNATURE = "manifest.json.sig"
 LIMITS = {MANIFEST: 64 * 1024, SIGNATURE: 64 * 1024, GIT_BUNDLE: 4 * 1024**3}
 MAX_FILE = sum(LIMITS.values()) + 64 * 1024  # members plus tar headers and padding
+MAX_MEMBERS = len(LIMITS)
+"""Entries a bundle may hold; reading stops at the next header."""
+MAX_NAME = 100
+"""Longest member name (the USTAR name field); fleetgate's own names are far shorter."""
+BLOCK = 512
+
+_KINDS = {b"0": "file", b"\0": "file", b"5": "directory", b"2": "symlink"}
+_KINDS |= {b"1": "hard link", b"3": "device", b"4": "device", b"6": "fifo"}
+_KINDS |= {b"x": "pax header", b"g": "pax header", b"L": "GNU long name", b"K": "GNU long name"}
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_WHAT_TO_DO = "only a file made by fleetgate bundle create is accepted; create it again"
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -71,24 +91,96 @@ class Member:
     size: int
 
 
-def check_members(members: Iterable[Member]) -> None:
-    """Refuse any tar layout other than the three known regular files (one line why)."""
-    seen: set[str] = set()
-    for member in members:
-        if member.name not in LIMITS:
-            raise SourceError(
-                f"bundle holds an unexpected entry {member.name[:80]!r}; "
-                "only a file made by fleetgate bundle create is accepted"
-            )
-        if member.type != "file":
-            raise SourceError(f"bundle entry {member.name} is a {member.type}, not a file")
-        if member.name in seen:
-            raise SourceError(f"bundle holds {member.name} twice; it was tampered with")
-        if member.size > LIMITS[member.name]:
-            raise SourceError(
-                f"bundle entry {member.name} is larger than {LIMITS[member.name]} bytes"
-            )
-        seen.add(member.name)
+def shown(name: str) -> str:
+    """A member name as it may be printed: quoted, control and bidi characters escaped."""
+    return ascii(name[:80]) + ("..." if len(name) > 80 else "")
+
+
+def parse_header(block: bytes, index: int) -> Member | None:
+    """The member one 512-byte USTAR header describes; ``None`` for the end-of-archive block.
+
+    Refuses (one line) a damaged header, a name that is not a plain relative one
+    (absolute, ``..``, control characters including a NUL inside the name field, too
+    long, not UTF-8) and any entry that is not a known regular file. ``index`` counts
+    entries from 0 and is only used in messages.
+    """
+    if len(block) != BLOCK:
+        raise SourceError("bundle is truncated (it ends inside a tar header); copy it again")
+    if not any(block):
+        return None
+    stored = block[148:156].split(b"\0", 1)[0].strip(b" ")
+    actual = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    if not re.fullmatch(rb"[0-7]{1,8}", stored) or int(stored, 8) != actual:
+        raise SourceError(f"bundle holds a damaged tar header (entry {index + 1}); {_WHAT_TO_DO}")
+    kind = _KINDS.get(block[156:157], "special entry")
+    magic = block[257:263]
+    prefix = block[345:500] if magic == b"ustar\0" else b""
+    name = _member_name(block[0:100], prefix, index)
+    size_field = block[124:136].split(b"\0", 1)[0].strip(b" ")
+    if not re.fullmatch(rb"[0-7]{1,12}", size_field):
+        raise SourceError(
+            f"bundle holds an entry {shown(name)} with an unreadable size (not a plain tar); "
+            f"{_WHAT_TO_DO}"
+        )
+    return Member(name, kind, int(size_field, 8))
+
+
+def _member_name(field: bytes, prefix: bytes, index: int) -> str:
+    raw = field.rstrip(b"\0")
+    head = prefix.rstrip(b"\0")
+    if head:
+        raw = head + b"/" + raw
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SourceError(
+            f"bundle holds an entry whose name is not UTF-8 ({raw[:80]!a}); {_WHAT_TO_DO}"
+        ) from None
+    if _CONTROL.search(name):
+        raise SourceError(
+            f"bundle holds an entry {shown(name)} with a control character (NUL included) "
+            "in its name; "
+            f"{_WHAT_TO_DO}"
+        )
+    if name.startswith("/"):
+        raise SourceError(
+            f"bundle holds an entry {shown(name)} with an absolute name; {_WHAT_TO_DO}"
+        )
+    if ".." in name.split("/"):
+        raise SourceError(
+            f"bundle holds an entry {shown(name)} with '..' in its name; {_WHAT_TO_DO}"
+        )
+    if len(name) > MAX_NAME:
+        raise SourceError(
+            f"bundle holds an entry {shown(name)} with a name longer than {MAX_NAME} "
+            "characters; "
+            f"{_WHAT_TO_DO}"
+        )
+    return name
+
+
+def check_member(member: Member, seen: set[str]) -> None:
+    """Refuse one entry unless it is a known regular file, seen once, within its limit."""
+    if member.type in ("pax header", "GNU long name"):
+        raise SourceError(f"bundle holds a {member.type} (not a plain USTAR tar); {_WHAT_TO_DO}")
+    if member.name not in LIMITS:
+        raise SourceError(f"bundle holds an unexpected entry {shown(member.name)}; {_WHAT_TO_DO}")
+    if member.type != "file":
+        raise SourceError(
+            f"bundle entry {member.name} is a {member.type}, not a file; {_WHAT_TO_DO}"
+        )
+    if member.name in seen:
+        raise SourceError(f"bundle holds {member.name} twice; it was tampered with")
+    if member.size > LIMITS[member.name]:
+        raise SourceError(
+            f"bundle entry {member.name} is {member.size} bytes, larger than its limit of "
+            f"{LIMITS[member.name]} bytes; {_WHAT_TO_DO}"
+        )
+    seen.add(member.name)
+
+
+def check_complete(seen: set[str]) -> None:
+    """All three members were present (the signature's absence is a signature refusal)."""
     if MANIFEST not in seen or GIT_BUNDLE not in seen:
         raise SourceError("bundle is truncated or incomplete: manifest or Git bundle missing")
     if SIGNATURE not in seen:

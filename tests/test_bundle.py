@@ -275,11 +275,11 @@ class TestTarSafety:
             info.size = 4
             tar.addfile(info, io.BytesIO(b"evil"))
         cache = tmp_path / "state" / "cache"
-        with pytest.raises(SourceError, match="unexpected entry"):
+        with pytest.raises(SourceError, match=r"unexpected entry|absolute name|'\.\.' in its"):
             import_bundle(file, cache, keys["allowed"], NOW)
         assert not (tmp_path / "escaped").exists()
         assert not (tmp_path / "state" / "escaped").exists()
-        assert [p.name for p in (cache / "mirrors").iterdir()] == []
+        assert not (cache / "mirrors").exists()  # refused before anything is created
 
     def test_symlink_member_is_refused(self, keys: dict[str, Path], tmp_path: Path) -> None:
         """A known name as a symlink (to write through it) is refused."""

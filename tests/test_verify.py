@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support.gitserver import GIT_ENV, GitDaemon, git
 
-from reconciler.errors import RewindRefused, SignatureError, SourceError
+from reconciler.errors import RewindRefused, SignatureError
 from reconciler.source import Guard, check_forward, open_source, verify_commit
 
 FLEET = {"fleet.yaml": "variables: {TZ: Europe/Berlin}\n", "devices/press-01.yaml": "stacks: []\n"}
@@ -156,13 +156,14 @@ class TestSignedSource:
         assert (checkout.root / "devices" / "press-01.yaml").is_file()
 
     def test_local_repository_head(self, work: Work, keys: dict[str, Path], tmp_path: Path) -> None:
-        """A local working tree passes only with a signed HEAD and nothing uncommitted."""
+        """A local repository is read at its signed HEAD (never its edits); unsigned is refused."""
         work.commit(FLEET, keys["good"])
         cache = tmp_path / "cache"
         assert open_source(str(work.path), cache, allowed_signers=keys["allowed"]).revision
         (work.path / "fleet.yaml").write_text("variables: {}\n")
-        with pytest.raises(SourceError, match="uncommitted changes"):
-            open_source(str(work.path), cache, allowed_signers=keys["allowed"])
+        checkout = open_source(str(work.path), cache, allowed_signers=keys["allowed"])
+        assert (checkout.root / "fleet.yaml").read_text() == FLEET["fleet.yaml"]
+        assert not checkout.dirty
         work.commit({})
         with pytest.raises(SignatureError, match="is not signed"):
             open_source(str(work.path), cache, allowed_signers=keys["allowed"])

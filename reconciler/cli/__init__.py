@@ -96,21 +96,30 @@ def add_repo_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ref",
         default=None,
-        help="branch, tag or commit to read (default: the working tree / HEAD)",
+        help="branch, tag or commit to read (default: the working tree / HEAD); "
+        "40 hex digits always name a commit",
+    )
+    parser.add_argument(
+        "--allowed-signers",
+        type=Path,
+        default=None,
+        help="read only a commit signed by a key in this file (its committed files, "
+        "never the working tree)",
     )
 
 
-def checkout_repo(repo: str, ref: str | None) -> Checkout:
+def checkout_repo(repo: str, ref: str | None, allowed_signers: Path | None = None) -> Checkout:
     """The fleet repository named by ``--repo``/``--ref`` as a readable checkout.
 
     A Git URL is fetched into the user's cache (``$XDG_CACHE_HOME/fleetgate``, else
-    ``~/.cache/fleetgate``); a folder is read as it is.
+    ``~/.cache/fleetgate``); a folder is read as it is, unless ``--allowed-signers``
+    asks for the signed commit's files.
     """
     if not is_url(repo) and not Path(repo).is_dir():
         shown = redact_url(repo)
         raise UsageError(f"--repo {shown}: not a folder or a Git URL; pass the fleet repository")
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return open_source(repo, Path(base) / "fleetgate", ref=ref)
+    return open_source(repo, Path(base) / "fleetgate", ref=ref, allowed_signers=allowed_signers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,9 @@ verifies it and stores the revision in the mirror the agent reads
 (``<state-dir>/cache``), so the agent converges from it as from a remote. ``--repo``
 is the agent's configured repository (default: a device updated only from bundles);
 ``--device`` also prints what the bundle changes on that device. Refusals are one line
-and exit 1; nothing changes then.
+that starts with the bundle's file name, exit 1; nothing changes then (the file's size,
+entry count, names, types and sizes are checked before anything is read or created;
+see :mod:`reconciler.bundle`).
 
 JSON (``--output json``): create ``{"file", "ref", "revision", "base", "createdAt",
 "bundleSha256", "signed"}``; import ``{"revision", "ref", "previous", "signer",
@@ -45,7 +47,9 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
     create = sub.add_parser("create", help="write a signed bundle of one ref")
     create.add_argument("--repo", default=".", help="local clone (default: .)")
-    create.add_argument("--ref", required=True, help="branch or tag to carry")
+    create.add_argument(
+        "--ref", required=True, help="branch or tag to carry (40 hex digits are a commit: refused)"
+    )
     create.add_argument("--out", required=True, type=Path, help="bundle file to write")
     create.add_argument("--sign-key", type=Path, help="SSH private key to sign with")
     create.add_argument("--since", help="only history after this commit (device has it)")

@@ -53,7 +53,9 @@ def open_target(args: argparse.Namespace) -> tuple[str, Path, Checkout]:
     if not _DEVICE_ID.match(device):
         raise UsageError(f"--device {device!r}: a device id is [a-z0-9][a-z0-9-]{{0,62}}")
     state = state_dir_of(args)
-    checkout = open_source(args.repo, state / "cache", ref=args.ref)
+    checkout = open_source(
+        args.repo, state / "cache", ref=args.ref, allowed_signers=args.allowed_signers
+    )
     return device, state, checkout
 
 

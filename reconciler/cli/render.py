@@ -196,7 +196,7 @@ def _relevant(findings: tuple[Finding, ...], device: str, stacks: set[str]) -> l
 
 
 def run(args: argparse.Namespace) -> int:
-    checkout = checkout_repo(args.repo, args.ref)
+    checkout = checkout_repo(args.repo, args.ref, args.allowed_signers)
     tree = RepoTree(checkout.root)
     repo, loaded = load_repository(tree, checkout.revision)
     device = repo.devices.get(args.device)

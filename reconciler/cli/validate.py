@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    checkout = checkout_repo(args.repo, args.ref)
+    checkout = checkout_repo(args.repo, args.ref, args.allowed_signers)
     result = check_fleet(RepoTree(checkout.root), checkout.revision)
     if args.output == "json":
         document = {

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -36,18 +37,15 @@ from pathlib import Path
 
 from reconciler.bundle import (
     GIT_BUNDLE,
-    LIMITS,
     MANIFEST,
-    MAX_FILE,
     NAMESPACE,
     SIGNATURE,
     BundleManifest,
-    Member,
     check_content,
-    check_members,
     parse_manifest,
 )
 from reconciler.errors import SignatureError, SourceError
+from reconciler.source.bundletar import copy_members, scan_bundle
 from reconciler.source.fetch import cache_key, init_mirror, mirror_lock
 from reconciler.source.gitcmd import check, reason, run_git
 
@@ -55,6 +53,7 @@ BUNDLE_REPO = "bundle://offline"
 """The ``repo`` of a device that is only ever updated from bundles."""
 IMPORTED_REF = "refs/fleetgate/imported"
 _INCOMING_REF = "refs/fleetgate/incoming"
+_SHA = re.compile(r"^[0-9a-f]{40}$")
 TIMEOUT = 300.0
 
 
@@ -90,7 +89,17 @@ def create_bundle(
     sign_key: Path | None = None,
     since: str | None = None,
 ) -> BundleManifest:
-    """Write the bundle file for ``ref`` of the clone at ``repo`` to ``out`` (atomically)."""
+    """Write the bundle file for ``ref`` of the clone at ``repo`` to ``out`` (atomically).
+
+    A bundle carries a branch or tag; 40 hex digits always name a commit (never a branch
+    named like one), so such a ``ref`` is refused. ``since`` may be any revision; 40 hex
+    digits are the commit itself.
+    """
+    if _SHA.match(ref):
+        raise SourceError(
+            f"--ref {ref}: 40 hex digits name a commit, and a bundle carries a ref; "
+            "name a branch or tag"
+        )
     full = run_git(["rev-parse", "--symbolic-full-name", ref], cwd=repo, timeout=TIMEOUT)
     name = full.stdout.strip()
     if full.status != 0 or not name.startswith(("refs/heads/", "refs/tags/")):
@@ -101,8 +110,12 @@ def create_bundle(
     base = None
     spec = name
     if since is not None:
-        found = run_git(["rev-parse", "--verify", f"{since}^{{commit}}"], cwd=repo, timeout=60)
-        if found.status != 0:
+        found = run_git(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{since}^{{commit}}"],
+            cwd=repo,
+            timeout=60,
+        )
+        if found.status != 0 or (_SHA.match(since) and found.stdout.strip() != since):
             raise SourceError(f"--since {since}: unknown revision in {repo}")
         base = found.stdout.strip()
         ancestor = run_git(["merge-base", "--is-ancestor", base, revision], cwd=repo, timeout=60)
@@ -193,40 +206,6 @@ def _verify_signature(manifest: bytes, signature: Path, allowed_signers: Path) -
     raise SignatureError("bundle signature does not match its manifest; it was tampered with")
 
 
-def _read_members(file: Path, work: Path) -> tuple[bytes, Path, Path]:
-    """Copy the members into ``work`` under fixed names; return manifest, signature, bundle."""
-    try:
-        size = file.stat().st_size
-    except OSError as e:
-        raise SourceError(f"cannot read bundle {file}: {e.strerror}") from None
-    if size > MAX_FILE:
-        raise SourceError(f"bundle {file} is larger than {MAX_FILE} bytes; refusing it")
-    kinds = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "directory"}
-    kinds |= {tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hard link"}
-    kinds |= {tarfile.CHRTYPE: "device", tarfile.BLKTYPE: "device", tarfile.FIFOTYPE: "fifo"}
-    try:
-        with tarfile.open(file, "r:") as tar:
-            infos = tar.getmembers()
-            check_members(Member(i.name, kinds.get(i.type, "special entry"), i.size) for i in infos)
-            for info in infos:
-                source = tar.extractfile(info)
-                assert source is not None  # regular files only, checked above
-                written = 0
-                with (work / info.name).open("wb") as target:  # a name from LIMITS only
-                    while chunk := source.read(1 << 20):
-                        written += len(chunk)
-                        if written > LIMITS[info.name]:
-                            raise SourceError(f"bundle entry {info.name} is too large")
-                        target.write(chunk)
-                if written != info.size:
-                    raise SourceError(f"bundle {file.name} is truncated ({info.name} is cut short)")
-    except (tarfile.TarError, EOFError):
-        raise SourceError(f"bundle {file.name} is truncated or not a fleetgate bundle") from None
-    except OSError as e:
-        raise SourceError(f"cannot read bundle {file}: {e.strerror}") from None
-    return (work / MANIFEST).read_bytes(), work / SIGNATURE, work / GIT_BUNDLE
-
-
 def _digest(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -253,11 +232,34 @@ def import_bundle(
     repo: str = BUNDLE_REPO,
     applied: str | None = None,
 ) -> ImportResult:
-    """Verify ``file`` and make its revision available in ``repo``'s mirror (see module doc)."""
+    """Verify ``file`` and make its revision available in ``repo``'s mirror (see module doc).
+
+    Every refusal is one line that starts with the bundle's file name; it is raised
+    with the class of the underlying error (:class:`SignatureError` stays one).
+    """
+    try:
+        return _import(file, cache_dir, allowed_signers, now, repo=repo, applied=applied)
+    except SourceError as e:
+        raise type(e)(f"bundle {ascii(file.name)[1:-1]}: {e}") from None
+
+
+def _import(
+    file: Path,
+    cache_dir: Path,
+    allowed_signers: Path,
+    now: datetime,
+    *,
+    repo: str,
+    applied: str | None,
+) -> ImportResult:
+    entries = scan_bundle(file)  # before anything is created on disk
     mirror = mirror_path(cache_dir, repo)
     mirror.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=mirror.parent, prefix=".bundle-import-") as tmp:
-        manifest_bytes, signature, git_bundle = _read_members(file, Path(tmp))
+        work = Path(tmp)
+        copy_members(file, entries, work)
+        manifest_bytes = (work / MANIFEST).read_bytes()
+        signature, git_bundle = work / SIGNATURE, work / GIT_BUNDLE
         signer = _verify_signature(manifest_bytes, signature, allowed_signers)
         manifest = parse_manifest(manifest_bytes)
         check_content(manifest, _digest(git_bundle), git_bundle.stat().st_size)

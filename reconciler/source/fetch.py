@@ -4,9 +4,17 @@ The :mod:`reconciler.source` package is the only place that runs git. It hands t
 plain directory of files (read through :class:`reconciler.tree.RepoTree`) and the
 full 40-hex commit SHA it came from. Contracts:
 
-- A **local path** is used as it is (the working tree, uncommitted edits included);
-  its revision is ``HEAD`` of the enclosing Git repository, or ``None`` outside one.
-  With an explicit ``ref`` the committed tree of that revision is materialized instead.
+- A **local path** without ``allowed_signers`` is used as it is (the working tree,
+  uncommitted edits included, ``dirty`` set): the developer workflow of ``validate`` /
+  ``render``. Its revision is ``HEAD`` of the enclosing Git repository, or ``None``
+  outside one. With an explicit ``ref`` the committed tree of that revision is
+  materialized instead.
+- A **signed local path** (``allowed_signers`` given) never reads the working tree: the
+  verified commit (``HEAD`` or ``ref``) is materialized like a URL checkout, so edits
+  hidden from ``git status`` (``update-index --assume-unchanged`` / ``--skip-worktree``),
+  uncommitted edits and untracked files are never what runs.
+- A **full 40-hex ref** is a commit, never a branch or tag of that name (git itself
+  ignores such refs when given 40 hex digits); it must name a commit object itself.
 - A **URL** (``file://``, ``git://``, ``http(s)://``, ``ssh://``, scp-like
   ``user@host:path``) is fetched into a bare mirror under
   ``<cache_dir>/mirrors/<hash>.git`` (keyed by the URL *without* credentials), the ref
@@ -37,7 +45,6 @@ import hashlib
 import os
 import re
 import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -47,6 +54,7 @@ from urllib.parse import unquote
 
 from reconciler.errors import SourceError
 from reconciler.redaction import redact_url
+from reconciler.source.checkouts import materialize
 from reconciler.source.gitcmd import check, run_git
 from reconciler.source.verify import Guard
 
@@ -195,33 +203,48 @@ def _open_path(
     if probe.status != 0:
         if ref is not None:
             raise SourceError(f"repository {path} is not a Git repository; cannot check out {ref}")
+        if guard.allowed_signers is not None:
+            raise SourceError(
+                f"repository {path} is not a Git repository; with allowed signers only a "
+                "signed commit is read (clone the fleet repository there)"
+            )
         return Checkout(root=path, revision=None)
     prefix = (probe.stdout.splitlines()[1:2] or [""])[0].strip().rstrip("/")
+    if ref is None and guard.allowed_signers is None:
+        return _working_tree(path, timeout, guard)
     if ref is None:
         head = run_git(
             ["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd=path, timeout=timeout
         )
-        if head.status != 0:
-            return Checkout(root=path, revision=None, dirty=True)
-        status = run_git(
-            ["status", "--porcelain", "--untracked-files=normal", "--", "."],
-            cwd=path,
-            timeout=timeout,
-        )
-        dirty = status.status != 0 or bool(status.stdout.strip())
-        if guard.active:
-            if dirty and guard.allowed_signers is not None:
-                raise SourceError(
-                    f"repository {path} has uncommitted changes, which cannot be signed; "
-                    "commit (signed) or pass a --ref"
-                )
-            guard.check(_git_dir(path, timeout), head.stdout.strip(), timeout)
-        return Checkout(root=path, revision=head.stdout.strip(), dirty=dirty)
-    sha = _resolve_local(path, ref, timeout, shown=str(path))
+        if head.status != 0 or not _SHA.match(head.stdout.strip()):
+            raise SourceError(f"repository {path} has no commit; commit (signed) first")
+        sha = head.stdout.strip()
+    else:
+        sha = _resolve_local(path, ref, timeout, shown=str(path))
     git_dir = _git_dir(path, timeout)
     guard.check(git_dir, sha, timeout)
-    root = _materialize(git_dir, sha, cache_dir, timeout, shown=str(path))
+    root = materialize(git_dir, sha, cache_dir, timeout, shown=str(path))
     return Checkout(root=root / prefix if prefix else root, revision=sha)
+
+
+def _working_tree(path: Path, timeout: float, guard: Guard) -> Checkout:
+    """An unsigned local repository as it is on disk: ``HEAD`` plus whatever is uncommitted.
+
+    Only without ``allowed_signers`` (a signed source never reads a working tree);
+    ``forward_from`` is still checked on ``HEAD``.
+    """
+    head = run_git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd=path, timeout=timeout)
+    if head.status != 0:
+        return Checkout(root=path, revision=None, dirty=True)
+    status = run_git(
+        ["status", "--porcelain", "--untracked-files=normal", "--", "."],
+        cwd=path,
+        timeout=timeout,
+    )
+    dirty = status.status != 0 or bool(status.stdout.strip())
+    if guard.active:
+        guard.check(_git_dir(path, timeout), head.stdout.strip(), timeout)
+    return Checkout(root=path, revision=head.stdout.strip(), dirty=dirty)
 
 
 def _git_dir(path: Path, timeout: float) -> Path:
@@ -246,7 +269,7 @@ def _open_url(url: str, cache_dir: Path, ref: str | None, timeout: float, guard:
             _fetch(mirror, url, shown, timeout)
             sha = _resolve_local(mirror, ref or "refs/fleetgate/HEAD", timeout, shown=shown)
         guard.check(mirror, sha, timeout)
-        root = _materialize(mirror, sha, cache_dir, timeout, shown=shown)
+        root = materialize(mirror, sha, cache_dir, timeout, shown=shown)
     return Checkout(root=root, revision=sha, url=shown)
 
 
@@ -293,20 +316,34 @@ def _fetch(mirror: Path, url: str, shown: str, timeout: float) -> None:
 
 
 def _have_commit(git_dir: Path, sha: str, timeout: float) -> str | None:
+    """``sha`` when it is a commit object in ``git_dir`` (not a tag or tree), else ``None``."""
     found = run_git(
-        ["cat-file", "-e", f"{sha}^{{commit}}"], cwd=None, git_dir=git_dir, timeout=timeout
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{sha}^{{commit}}"],
+        cwd=None,
+        git_dir=git_dir,
+        timeout=timeout,
     )
-    return sha if found.status == 0 else None
+    return sha if found.status == 0 and found.stdout.strip() == sha else None
 
 
 def _resolve_local(repo: Path, ref: str, timeout: float, shown: str) -> str:
-    """The full SHA of the commit ``ref`` names in a local repository (branch, tag, SHA)."""
+    """The full SHA of the commit ``ref`` names in a local repository (branch, tag, SHA).
+
+    A full 40-hex ``ref`` is the commit itself and never a branch or tag named like it
+    (a pushed branch ``refs/heads/<sha of a good commit>`` must not redirect a pinned
+    revision); it must be a commit object, not an annotated tag that peels to one.
+    """
     in_bare = (repo / "HEAD").is_file() and not (repo / ".git").exists()
+    git_dir = repo if in_bare else _git_dir(repo, timeout)
+    if _SHA.match(ref):
+        if _have_commit(git_dir, ref, timeout) is None:
+            raise SourceError(f"{shown} has no commit {ref}")
+        return ref
     for candidate in (f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
         result = run_git(
             ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{candidate}^{{commit}}"],
-            cwd=None if in_bare else repo,
-            git_dir=repo if in_bare else None,
+            cwd=None,
+            git_dir=git_dir,
             timeout=timeout,
         )
         if result.timed_out:
@@ -317,99 +354,6 @@ def _resolve_local(repo: Path, ref: str, timeout: float, shown: str) -> str:
     if ref == "refs/fleetgate/HEAD":
         raise SourceError(f"{shown} has no HEAD (is the repository empty?)")
     raise SourceError(f"{shown} has no branch, tag or commit {ref!r}")
-
-
-def _materialize(git_dir: Path, sha: str, cache_dir: Path, timeout: float, shown: str) -> Path:
-    """The files of commit ``sha`` in ``<cache_dir>/checkouts/<sha>``, made read-only.
-
-    Content-addressed and written through a temporary directory renamed into place,
-    so a crash never leaves a half checkout under the final name and a finished one
-    is reused as it is. ``git checkout-index`` writes symlinks as symlinks and never
-    through them; :class:`RepoTree` refuses those that lead out of the tree.
-    """
-    final = cache_dir / "checkouts" / sha
-    if final.is_dir():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{sha[:12]}-"))
-    index = tmp.with_name(tmp.name + ".index")
-    try:
-        tree = tmp / "tree"
-        tree.mkdir()
-        env = {"GIT_INDEX_FILE": str(index), "GIT_WORK_TREE": str(tree)}
-        what = f"cannot check out {sha} of {shown}"
-        check(
-            run_git(["read-tree", sha], cwd=tree, git_dir=git_dir, env=env, timeout=timeout),
-            what,
-            timeout,
-        )
-        check(
-            run_git(
-                ["checkout-index", "--all", "--force"],
-                cwd=tree,
-                git_dir=git_dir,
-                env=env,
-                timeout=timeout,
-            ),
-            what,
-            timeout,
-        )
-        _make_read_only(tree)
-        try:
-            tree.rename(final)
-        except OSError:
-            if not final.is_dir():
-                raise
-    except OSError as e:
-        raise SourceError(f"cannot check out {sha} of {shown}: {e.strerror}") from None
-    finally:
-        index.unlink(missing_ok=True)
-        _remove_tree(tmp)
-    return final
-
-
-def _make_read_only(root: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames:
-            p = Path(dirpath) / name
-            if not p.is_symlink():
-                p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-        for name in dirnames:
-            p = Path(dirpath) / name
-            if not p.is_symlink():
-                p.chmod(0o555)
-    root.chmod(0o555)
-
-
-def _remove_tree(path: Path) -> None:
-    """Delete a (possibly read-only) directory tree; missing is fine."""
-    if not path.exists():
-        return
-    for dirpath, dirnames, _ in os.walk(path):
-        for name in dirnames:
-            p = Path(dirpath) / name
-            if not p.is_symlink():
-                p.chmod(0o755)
-    path.chmod(0o755)
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def prune_checkouts(cache_dir: Path, keep: set[str]) -> tuple[str, ...]:
-    """Remove every materialized checkout whose SHA is not in ``keep``; return the removed.
-
-    The caller keeps at least the applied, desired and last good revisions.
-    """
-    removed: list[str] = []
-    folder = cache_dir / "checkouts"
-    if not folder.is_dir():
-        return ()
-    for entry in sorted(folder.iterdir()):
-        if entry.name in keep or not (_SHA.match(entry.name) or entry.name.startswith(".")):
-            continue
-        _remove_tree(entry)
-        if _SHA.match(entry.name):
-            removed.append(entry.name)
-    return tuple(removed)
 
 
 @contextlib.contextmanager
