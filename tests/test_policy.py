@@ -204,8 +204,8 @@ class TestEveryWayToTheHost:
                 "in fleet.yaml policy.hostPaths or remove the secret",
             ),
             (
-                WEB
-                + "    secrets: [s]\nsecrets:\n  s:\n    file: /var/lib/plc/../../run/docker.sock\n",
+                WEB + "    secrets: [s]\nsecrets:\n  s:\n    file: /var/lib/plc/../../run/"
+                "docker.sock\n",
                 f"{P}:7: service 'web': secret 's' file /var/run/docker.sock is not allowed; it "
                 "would hand out the host; remove the secret",
             ),
