@@ -20,8 +20,9 @@ volume or network, what is wrong and what to do. The rules (see
   path in ``Binds`` and is refused; a driver other than ``local`` and ``driver_opts``
   mounting another filesystem (nfs, cifs, a block device) are refused: policy has no key
   that could check what they reach. ``tmpfs`` options are fine.
-- networks: host networking (``network_mode: host`` or a network named ``host``) needs
-  ``hostNetwork``; ``none`` and bridges are fine; ``network_mode: service:NAME`` (and
+- networks: host networking (``network_mode: host``, a network named ``host`` or a
+  network with the ``host`` driver) needs ``hostNetwork``; ``none`` and bridges are
+  fine; ``network_mode: service:NAME`` (and
   ``container:`` naming a container of the same stack) joins a namespace the same stack
   owns and whose service passes this check itself; any other ``container:`` join, or a
   network *named* ``container:...``, is refused: it enters a namespace fleetgate does not
@@ -288,10 +289,11 @@ def _volume(stack: _Stack, volume: VolumeSpec, policy: Policy) -> Iterator[Findi
 
 
 def _network(stack: _Stack, network: NetworkSpec, policy: Policy) -> Iterator[Finding]:
-    if network.name == "host" and not policy.host_network:
+    if (network.name == "host" or network.driver == "host") and not policy.host_network:
         key = stack.top_key("networks", network.name)
+        field = "driver" if network.name != "host" else "name" if key != "host" else "external"
         yield stack.at(
-            ["networks", key, "name" if key != "host" else "external"],
+            ["networks", key, field],
             f"network {key!r}: the host network is host networking, not allowed; allow it "
             "in fleet.yaml policy.hostNetwork or use a bridge network",
         )

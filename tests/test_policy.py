@@ -326,3 +326,13 @@ class TestVolumeReach:
         """An external volume's options never reach the engine (it is only used)."""
         spec = VolumeSpec("v", "local", external=True, options=(("device", "/"),))
         assert volume_host_source(spec) is None
+
+
+class TestHostNetworkDriver:
+    def test_a_network_with_the_host_driver_needs_host_network(self, tmp_path: Path) -> None:
+        """A created network with `driver: host` is host networking like network_mode host."""
+        doc = WEB + "    networks: [n]\nnetworks:\n  n:\n    driver: host\n"
+        assert doc_violations(tmp_path, doc) == [
+            f"{P}:7: network 'n': the host network is host networking, not allowed; allow it "
+            "in fleet.yaml policy.hostNetwork or use a bridge network (device d1)"
+        ]

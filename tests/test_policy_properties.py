@@ -154,7 +154,7 @@ def assert_engine_payload_within(stack: StackSpec, policy: Policy) -> None:
         if opts and opts.get("type") != "tmpfs":
             assert host_source_ok(opts.get("device", "/"), policy), volume
     for network in stack.networks:
-        assert network.name != "host" or policy.host_network, network
+        assert "host" not in (network.name, network.driver) or policy.host_network, network
         assert ":" not in network.name, network
 
 
@@ -232,7 +232,7 @@ def fleet(draw: st.DrawFn) -> tuple[dict[str, Any], Policy, str]:
     doc["networks"] = {
         f"n{i}": draw(
             st.one_of(  # external more often: that is where the holes were
-                st.just({"driver": "bridge"}),
+                st.sampled_from(({"driver": "bridge"}, {"driver": "host"})),
                 *[
                     st.builds(
                         lambda n: {"external": True, "name": n}, st.sampled_from(NETWORK_NAMES)
