@@ -72,9 +72,12 @@ def _under(path: str, prefix: str) -> bool:
 
 
 def hands_out_host(path: str) -> bool:
-    """The path is (or contains) a path of :data:`ALWAYS_REFUSED`."""
+    """The path is, contains or (but for ``/``) lies inside a path of :data:`ALWAYS_REFUSED`."""
     normal = host_path(path)
-    return any(_under(refused, normal) for refused in ALWAYS_REFUSED)
+    return any(
+        _under(refused, normal) or (refused != "/" and _under(normal, refused))
+        for refused in ALWAYS_REFUSED
+    )
 
 
 def host_path_allowed(path: str, policy: Policy) -> bool:

@@ -126,6 +126,13 @@ class TestHostPaths:
         assert not host_path_allowed("/var/lib/plcx", policy)
         assert not host_path_allowed("/var/lib/plc/../../../etc", policy)
 
+    @pytest.mark.parametrize(
+        "path", ["//var/run/docker.sock", "/var//run/docker.sock", "/proc/1/root", "/run", "//"]
+    )
+    def test_refused_paths_survive_every_spelling(self, path: str) -> None:
+        """Repeated slashes cannot hide the Docker socket or the root, even with hostPaths /."""
+        assert not host_path_allowed(path, Policy(host_paths=("/",)))
+
 
 class TestNarrow:
     def test_local_policy_never_widens(self) -> None:
