@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.model import Location, Policy
+from reconciler.model import Location, Policy, VolumeSpec
 from reconciler.policy import host_path_allowed, image_registry, narrow, parse_policy
+from reconciler.policy_rules import device_allowed, volume_host_source
 from reconciler.tree import RepoTree
 from reconciler.validate import check_fleet
 
@@ -125,6 +126,13 @@ class TestHostPaths:
         assert not host_path_allowed("/var/lib/plcx", policy)
         assert not host_path_allowed("/var/lib/plc/../../../etc", policy)
 
+    @pytest.mark.parametrize(
+        "path", ["//var/run/docker.sock", "/var//run/docker.sock", "/proc/1/root", "/run", "//"]
+    )
+    def test_refused_paths_survive_every_spelling(self, path: str) -> None:
+        """Repeated slashes cannot hide the Docker socket or the root, even with hostPaths /."""
+        assert not host_path_allowed(path, Policy(host_paths=("/",)))
+
 
 class TestNarrow:
     def test_local_policy_never_widens(self) -> None:
@@ -173,3 +181,165 @@ class TestParsePolicy:
             "/etc/fleetgate/agent.yaml:7: policy.hostPaths entries must be absolute",
         ]
         assert policy == Policy(host_paths=("/ok",))
+
+
+def doc_violations(root: Path, doc: str, fleet: str = FLEET) -> list[str]:
+    """Validate a one-device fleet whose stack `app` is the whole compose ``doc``."""
+    files = {
+        "fleet.yaml": fleet,
+        "devices/d1.yaml": "stacks: [app]\n",
+        "stacks/app/compose.yaml": doc,
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return [str(f) for f in check_fleet(RepoTree(root)).findings]
+
+
+WEB = "services:\n  web:\n    image: busybox\n"  # lines 1-3
+
+
+class TestEveryWayToTheHost:
+    """Each way a manifest reaches the host is checked, at the line of the offending key."""
+
+    @pytest.mark.parametrize(
+        ("doc", "expected"),
+        [
+            (
+                WEB + "    secrets: [pw]\nsecrets:\n  pw:\n    file: /etc/shadow\n",
+                f"{P}:7: service 'web': secret 'pw' file /etc/shadow is not allowed; allow it "
+                "in fleet.yaml policy.hostPaths or remove the secret",
+            ),
+            (
+                WEB + "    secrets: [s]\nsecrets:\n  s:\n    file: /var/lib/plc/../../run/"
+                "docker.sock\n",
+                f"{P}:7: service 'web': secret 's' file /var/run/docker.sock is not allowed; it "
+                "would hand out the host; remove the secret",
+            ),
+            (
+                WEB + "    volumes: [v:/h]\nvolumes:\n  v: {external: true, name: /etc}\n",
+                f"{P}:6: volume 'v': name /etc is a host path, not a volume name (Docker would "
+                "bind it); use a plain name of letters, digits, _ . -",
+            ),
+            (
+                WEB + "    volumes: [v:/h]\nvolumes:\n  v:\n    driver_opts:\n"
+                "      type: none\n      o: bind\n      device: /etc\n",
+                f"{P}:10: volume 'v': driver_opts bind host path /etc is not allowed; allow it "
+                "in fleet.yaml policy.hostPaths or remove it",
+            ),
+            (
+                WEB + "    volumes: [v:/h]\nvolumes:\n  v:\n    driver_opts: {type: cifs}\n",
+                f"{P}:7: volume 'v': driver_opts type cifs mounts a filesystem policy cannot "
+                "check; use a plain local volume or a bind under fleet.yaml policy.hostPaths",
+            ),
+            (
+                WEB + "    volumes: [v:/h]\nvolumes:\n  v:\n    driver: rexray\n",
+                f"{P}:7: volume 'v': driver rexray is not allowed, policy cannot see what it "
+                "reaches; use the local driver",
+            ),
+            (
+                WEB + "    networks: [n]\nnetworks:\n  n:\n    external: true\n    name: host\n",
+                f"{P}:8: network 'n': the host network is host networking, not allowed; allow "
+                "it in fleet.yaml policy.hostNetwork or use a bridge network",
+            ),
+            (
+                WEB + "    network_mode: container:sshd\n",
+                f"{P}:4: service 'web': network_mode container:sshd joins a container this "
+                "stack does not own; use service:NAME of a service in this stack or a network",
+            ),
+            (
+                WEB + "    devices: ['/dev/ttyUSB0/../sda']\n",
+                f"{P}:4: service 'web': device /dev/ttyUSB0/../sda (that is /dev/sda) is not "
+                "allowed; allow it in fleet.yaml policy.devices or remove it",
+            ),
+        ],
+    )
+    def test_refused_at_the_offending_key(self, tmp_path: Path, doc: str, expected: str) -> None:
+        """Secrets, volume names, driver_opts, drivers, networks, joins and devices."""
+        assert doc_violations(tmp_path, doc) == [f"{expected} (device d1)"]
+
+    @pytest.mark.parametrize(
+        "doc",
+        [
+            WEB + "    secrets: [pw]\nsecrets:\n  pw: {file: /var/lib/plc/pw}\n",
+            WEB + "    volumes: [v:/h]\nvolumes:\n  v:\n    driver_opts:\n"
+            "      {type: none, o: bind, device: /var/lib/plc/data}\n",
+            WEB + "    volumes: [v:/h]\nvolumes:\n  v:\n    driver_opts:\n"
+            "      {type: tmpfs, device: tmpfs, o: size=64m}\n",
+            WEB + "    volumes: [v:/h]\nvolumes:\n  v: {external: true, name: plant-data}\n",
+            WEB + "    networks: [n]\nnetworks:\n  n: {external: true, name: none}\n",
+            WEB + "  side:\n    image: busybox\n    network_mode: service:web\n",
+            WEB + "    container_name: web1\n  side:\n    image: busybox\n"
+            "    network_mode: container:web1\n",
+        ],
+    )
+    def test_what_the_policy_allows_passes(self, tmp_path: Path, doc: str) -> None:
+        """Allowed host paths, tmpfs and plain volumes, `none` and same-stack joins pass."""
+        assert doc_violations(tmp_path, doc) == []
+
+    def test_secret_is_refused_without_host_paths(self, tmp_path: Path) -> None:
+        """A secret file is a host path: with no hostPaths it is refused like a bind."""
+        doc = WEB + "    secrets: [pw]\nsecrets:\n  pw: {file: /var/lib/plc/pw}\n"
+        (found,) = doc_violations(tmp_path, doc, fleet="policy: {}\n")
+        assert found.startswith(f"{P}:6: service 'web': secret 'pw' file /var/lib/plc/pw")
+
+    def test_joining_a_service_inherits_its_check(self, tmp_path: Path) -> None:
+        """`service:x` is allowed, but x on the host network is still refused."""
+        doc = WEB + "    network_mode: host\n  side:\n    image: busybox\n"
+        doc += "    network_mode: service:web\n"
+        (found,) = doc_violations(tmp_path, doc)
+        assert found.startswith(f"{P}:4: service 'web': network_mode host is not allowed")
+
+
+class TestDevices:
+    @pytest.mark.parametrize(
+        ("path", "globs", "allowed"),
+        [
+            ("/dev/serial/by-id/usb-FTDI", ("/dev/serial/by-id/*",), True),
+            ("/dev/serial/by-id/../../sda", ("/dev/serial/by-id/*",), False),
+            ("//dev/ttyUSB0", ("/dev/ttyUSB*",), True),
+            ("/etc/shadow", ("/*",), False),
+            ("/etc/shadow", ("*",), False),
+            ("/opt/fpga/0", ("/opt/fpga/*",), True),
+        ],
+    )
+    def test_globs_match_the_normalized_path(
+        self, path: str, globs: tuple[str, ...], allowed: bool
+    ) -> None:
+        """`..` cannot walk out of a glob, and outside /dev only a glob naming its folder."""
+        assert device_allowed(path, Policy(devices=globs)) is allowed
+
+
+class TestVolumeReach:
+    @pytest.mark.parametrize(
+        ("driver", "options", "reach"),
+        [
+            ("local", (), None),
+            ("local", (("device", "/etc"), ("o", "bind"), ("type", "none")), ("bind", "/etc")),
+            ("local", (("device", "/etc"), ("o", "rw,rbind")), ("bind", "/etc")),
+            ("local", (("device", "/srv"),), ("bind", "/srv")),
+            ("local", (("device", "tmpfs"), ("type", "tmpfs")), None),
+            ("local", (("device", "/dev/sda1"), ("type", "ext4")), ("fs", "ext4")),
+            ("nfs-plugin", (), ("driver", "nfs-plugin")),
+        ],
+    )
+    def test_what_a_created_volume_reaches(
+        self, driver: str, options: tuple[tuple[str, str], ...], reach: object
+    ) -> None:
+        """Binds by o/type/device, other filesystems and foreign drivers are told apart."""
+        assert volume_host_source(VolumeSpec("v", driver, options=options)) == reach
+
+    def test_external_volume_is_not_created(self) -> None:
+        """An external volume's options never reach the engine (it is only used)."""
+        spec = VolumeSpec("v", "local", external=True, options=(("device", "/"),))
+        assert volume_host_source(spec) is None
+
+
+class TestHostNetworkDriver:
+    def test_a_network_with_the_host_driver_needs_host_network(self, tmp_path: Path) -> None:
+        """A created network with `driver: host` is host networking like network_mode host."""
+        doc = WEB + "    networks: [n]\nnetworks:\n  n:\n    driver: host\n"
+        assert doc_violations(tmp_path, doc) == [
+            f"{P}:7: network 'n': the host network is host networking, not allowed; allow it "
+            "in fleet.yaml policy.hostNetwork or use a bridge network (device d1)"
+        ]
