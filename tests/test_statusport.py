@@ -349,19 +349,20 @@ class TestConcurrency:
             for sock in idle:
                 sock.close()
 
-    def test_connections_are_bounded(self, quick: StatusServer) -> None:
+    def test_connections_are_bounded(self, nudges: Nudges) -> None:
         """Past the cap a connection gets a quick 503, threads stay bounded, and once the
         idle ones time out requests are served again."""
         before = threading.active_count()
-        idle = [_connect(quick) for _ in range(12)]
-        try:
-            time.sleep(0.1)  # let the server accept them
-            assert threading.active_count() <= before + 3
-            assert request(quick)[0] == 503
-            wait_for(lambda: request(quick)[0] == 200, timeout=5, what="a free slot")
-        finally:
-            for sock in idle:
-                sock.close()
+        for server in _serve(nudges, timeout=3, max_connections=3):
+            idle = [_connect(server) for _ in range(12)]
+            try:
+                # The idle ones hold every slot until their 3 s deadline.
+                wait_for(lambda s=server: request(s)[0] == 503, timeout=3, what="a full server")
+                assert threading.active_count() <= before + 3 + 1  # + the accept loop
+                wait_for(lambda s=server: request(s)[0] == 200, timeout=10, what="a free slot")
+            finally:
+                for sock in idle:
+                    sock.close()
 
 
 class TestExposure:
