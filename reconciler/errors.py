@@ -27,6 +27,11 @@ CONTROL_CHARS = re.compile(
 line breaks), DEL, bidirectional overrides/isolates/marks and Unicode line separators.
 They can move the cursor, recolour or reorder what a reviewer reads."""
 
+UNSAFE_OUTPUT = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\u200e\u200f\u061c]"
+)
+""":data:`CONTROL_CHARS` less newline and tab, which multi-line output uses for its layout."""
+
 
 def escape_text(text: str) -> str:
     """``text`` with every :data:`CONTROL_CHARS` character written as ``\\xNN`` / ``\\uNNNN``.

@@ -5,19 +5,32 @@ Each subcommand lives in its own module under ``reconciler.cli`` exposing
 real adapters it needs. This module only parses, dispatches and maps outcomes to
 exit codes: 0 success, 1 failure (invalid fleet, failed apply), 2 usage.
 A :class:`FleetgateError` is printed as one line on stderr, never a traceback.
+
+Whatever a command prints may quote the fleet repository, which is untrusted: while a
+command runs, stdout and stderr escape every control character (ESC, NUL, C1, bidi
+overrides) except newline and tab as ``\\uNNNN``, so no manifest can recolour, move or
+reorder what a reviewer reads (``\\uNNNN`` is also a valid escape inside JSON strings).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO, cast
 
 from reconciler import __version__
-from reconciler.errors import FleetgateError, ManifestError, UsageError
+from reconciler.errors import (
+    UNSAFE_OUTPUT,
+    FleetgateError,
+    ManifestError,
+    UsageError,
+    escape_text,
+)
 from reconciler.logs import configure_logging
 from reconciler.render import DEFAULT_STATE_DIR
 from reconciler.source import Checkout, is_url, open_source
@@ -109,7 +122,43 @@ def checkout_repo(repo: str, ref: str | None) -> Checkout:
     return open_source(repo, Path(base) / "fleetgate", ref=ref)
 
 
+class EscapingWriter(io.TextIOBase):
+    """A text stream that writes to ``target`` with control characters escaped."""
+
+    def __init__(self, target: TextIO) -> None:
+        super().__init__()
+        self.target = target
+
+    def write(self, text: str) -> int:
+        self.target.write(UNSAFE_OUTPUT.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def isatty(self) -> bool:
+        return self.target.isatty()
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # TextIOBase declares it an attribute
+        return getattr(self.target, "encoding", "utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, EscapingWriter(out))
+    sys.stderr = cast(TextIO, EscapingWriter(err))
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stdout, sys.stderr = out, err
+
+
+def _run(argv: Sequence[str] | None) -> int:
     configure_logging()
     try:
         args = build_parser().parse_args(argv)
@@ -117,14 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except UsageError as e:
         for line in str(e).splitlines():  # one line per problem
-            print(f"fleetgate: {line}", file=sys.stderr)
+            print(f"fleetgate: {escape_text(line)}", file=sys.stderr)
         return EXIT_USAGE
     except ManifestError as e:
         for finding in e.findings:
             print(finding, file=sys.stderr)
         return EXIT_FAILED
     except FleetgateError as e:
-        print(f"fleetgate: {e}", file=sys.stderr)
+        print(f"fleetgate: {escape_text(str(e))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
