@@ -185,7 +185,7 @@ def _checks_despite_schema(
     provisional = StackManifest(name=name, compose=compose, compose_path=compose_path)
     try:
         return stackcheck.check_stack(tree, provisional)
-    except (TypeError, AttributeError, ValueError, KeyError, IndexError):
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError):
         return []
 
 

@@ -216,6 +216,19 @@ def _explain(kind: str, error: ValidationError, document: Any, path: str) -> lis
             key_line = parent.line_of(instance)
         hint = schema.get("patternErrorMessage", f"a name matching {schema.get('pattern')}")
         return [Finding(path, key_line, f"name {_show(instance)} in {name} must be {hint}")]
+    if rule == "anyOf":
+        # The alternative of the value's own type says best what is wrong (a string
+        # that is not a number of CPUs, a number out of range).
+        specific = [e for e in error.context or () if e.validator != "type"]
+        if specific:
+            return _explain(kind, specific[0], document, path)
+        kinds = [
+            e.validator_value for e in error.context or () if isinstance(e.validator_value, str)
+        ]
+        if kinds:
+            wanted = " or ".join(_TYPE_NAMES.get(k, k) for k in kinds)
+            got = _TYPE_NAMES.get(_json_type(instance), "something else")
+            return [Finding(path, line, f"{name} must be {wanted}, not {got}")]
     if rule == "type":
         types: Any = error.validator_value
         names = [_TYPE_NAMES[t] for t in ([types] if isinstance(types, str) else types)]
@@ -234,6 +247,10 @@ def _explain(kind: str, error: ValidationError, document: Any, path: str) -> lis
         missing = [k for k in required if k not in instance]
         what = "the file" if not at else name
         return [Finding(path, line, f"{what} is missing required key {k!r}") for k in missing]
+    if rule in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        bound = error.validator_value
+        side = "at least" if "inimum" in rule else "at most"
+        return [Finding(path, line, f"{name} {_show(instance)} must be {side} {bound}")]
     if rule in ("minItems", "minProperties", "minLength"):
         return [Finding(path, line, f"{name} must not be empty")]
     if rule == "uniqueItems":
