@@ -111,6 +111,12 @@ CASES = [
         expect=("groups/g\\u2066.yaml", "control character U+2066"),
     ),
     Case(
+        name="esc-via-variable-into-image",
+        files={"devices/d1.yaml": 'stacks: [s]\nvariables: {IMG: "x\\e[31m"}\n'}
+        | {COMPOSE: "services:\n  x:\n    image: ${IMG}\n"},
+        expect=(f"{COMPOSE}:3:", "image (after interpolation) contains a control character U+001B"),
+    ),
+    Case(
         name="bell-in-container-name",
         files=service('container_name: "c\\ad"'),
         expect=(f"{COMPOSE}:4:", "services.x.container_name contains a control character U+0007"),
