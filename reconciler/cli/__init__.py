@@ -15,6 +15,7 @@ reorder what a reviewer reads (``\\uNNNN`` is also a valid escape inside JSON st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import io
 import os
@@ -154,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
     finally:
-        sys.stdout.flush()
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe is not our error
+            sys.stdout.flush()
         sys.stdout, sys.stderr = out, err
 
 
