@@ -69,6 +69,8 @@ def parse_env_file(text: str) -> tuple[EnvLine, ...]:
     """The assignments of a dotenv file, in order; raise :class:`EnvFileError`."""
     out: list[EnvLine] = []
     for number, raw in enumerate(text.splitlines(), start=1):
+        if "\x00" in raw:  # the engine cannot carry it; every other character is escaped on output
+            raise EnvFileError(number, "contains a NUL character (U+0000); remove it")
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

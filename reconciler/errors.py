@@ -17,10 +17,42 @@ so that no ``docker`` or ``git`` exception type leaks into the core.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reconciler.redaction import redact_urls
+
+CONTROL_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\u200e\u200f\u061c]"
+)
+"""Characters that must never reach a terminal raw: C0 and C1 controls (NUL, ESC, CR,
+line breaks), DEL, bidirectional overrides/isolates/marks and Unicode line separators.
+They can move the cursor, recolour or reorder what a reviewer reads."""
+
+UNSAFE_OUTPUT = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029\u200e\u200f\u061c]"
+)
+""":data:`CONTROL_CHARS` less newline and tab, which multi-line output uses for its layout."""
+
+
+def escape_text(text: str) -> str:
+    """``text`` with every :data:`CONTROL_CHARS` character written as ``\\xNN`` / ``\\uNNNN``.
+
+    The one place user input is made safe to print: a finding quoting ``a<ESC>[31mb``
+    prints ``a\\x1b[31mb``; anything already printable is left as it is.
+    """
+    return CONTROL_CHARS.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def describe_control(char: str) -> str:
+    """``U+001B`` for the message that refuses a control character."""
+    return f"U+{ord(char):04X}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +72,9 @@ class Finding:
         object.__setattr__(self, "message", redact_urls(self.message))
 
     def __str__(self) -> str:
+        """One printable line: control characters of the path or message are escaped."""
         where = self.path if self.line is None else f"{self.path}:{self.line}"
-        return f"{where}: {self.message}"
+        return escape_text(f"{where}: {self.message}")
 
     def to_json(self) -> dict[str, object]:
         return {"path": self.path, "line": self.line, "message": self.message}
@@ -56,7 +89,8 @@ class Finding:
 
 
 class FleetgateError(Exception):
-    """Root of every error fleetgate raises on purpose; ``str()`` is one user-facing line."""
+    """Root of every error fleetgate raises on purpose; ``str()`` is one user-facing line
+    (print it through :func:`escape_text`: it may quote user input)."""
 
 
 class UsageError(FleetgateError):

@@ -43,11 +43,11 @@ from reconciler.model import (
     UpdateWindow,
     Weekday,
 )
-from reconciler.schemacheck import schema_findings
+from reconciler.schemacheck import control_findings, schema_findings
 from reconciler.tree import RepoTree, TreeEscape
 from reconciler.units import parse_duration
 from reconciler.workers import map_forked
-from reconciler.yamlio import MAX_MANIFEST_BYTES, LineDict, LineList, parse_yaml
+from reconciler.yamlio import MAX_MANIFEST_BYTES, LineDict, LineList, control_problem, parse_yaml
 
 DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 STACK_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -129,7 +129,7 @@ def read_manifest(tree: RepoTree, path: str, kind: str) -> tuple[Any, list[Findi
     if document is None and kind != "compose":
         document = LineDict()
         document.line, document.key_lines = 1, {}
-    return document, schema_findings(kind, document, path)
+    return document, schema_findings(kind, document, path) + control_findings(document, path)
 
 
 def _yaml_files(tree: RepoTree, folder: str) -> tuple[dict[str, str], list[Finding]]:
@@ -185,7 +185,7 @@ def _checks_despite_schema(
     provisional = StackManifest(name=name, compose=compose, compose_path=compose_path)
     try:
         return stackcheck.check_stack(tree, provisional)
-    except (TypeError, AttributeError, ValueError, KeyError, IndexError):
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError):
         return []
 
 
@@ -304,6 +304,10 @@ def load_repository(
     files, more = _yaml_files(tree, "groups")
     findings += more
     for name, path in files.items():
+        bad_name = control_problem(name, "the group's file name")
+        if bad_name is not None:
+            findings.append(Finding(path, None, bad_name))
+            continue
         doc, more = read_manifest(tree, path, "group")
         more += _stack_refs(doc, path, stacks, folders)
         windows, window_findings = parse_windows(_get(doc, "updateWindows"), path)

@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from reconciler.errors import Finding
-from reconciler.yamlio import LineDict, line_at
+from reconciler.yamlio import LineDict, LineList, control_problem, line_at
 
 SCHEMA_KINDS = ("fleet", "device", "group", "stack", "compose")
 
@@ -104,6 +104,62 @@ def schema_findings(kind: str, document: Any, path: str) -> list[Finding]:
     return out
 
 
+_SERVICE_FREE_TEXT = frozenset({"environment", "command", "entrypoint", "healthcheck"})
+
+
+def _free_text(at: Sequence[str | int], key: str | int) -> bool:
+    """Whether ``key`` under ``at`` holds program input rather than names.
+
+    A service's environment, command, entrypoint and healthcheck, a config's inline
+    ``content``, the ``variables`` of a manifest and ``x-`` extensions: a tab or a newline
+    may be meant there (the loader still refuses NUL, and output escapes the rest).
+    """
+    if not isinstance(key, str):
+        return False
+    if key.startswith("x-") and len(at) in (0, 2):
+        return True
+    if not at:
+        return key == "variables"
+    if len(at) == 2 and at[0] == "services":
+        return key in _SERVICE_FREE_TEXT
+    return len(at) == 2 and at[0] == "configs" and key == "content"
+
+
+def control_findings(document: Any, path: str) -> list[Finding]:
+    """Every id, name, image, label or other value that is not free text (see
+    :func:`_free_text`) holding a control character, at its line.
+
+    Keys are checked by the loader. An ``environment`` list item's name (before ``=``)
+    is a name too.
+    """
+    out: list[Finding] = []
+    _walk_controls(document, [], path, out)
+    return out
+
+
+def _walk_controls(node: Any, at: list[str | int], path: str, out: list[Finding]) -> None:
+    children: list[tuple[str | int, Any, int | None]] = []
+    if isinstance(node, LineDict):
+        children = [(key, value, node.line_of(key)) for key, value in node.items()]
+    elif isinstance(node, LineList):
+        children = [(index, value, node.line_of(index)) for index, value in enumerate(node)]
+    for key, value, line in children:
+        here = [*at, key]
+        if _free_text(at, key):
+            if key == "environment" and isinstance(value, LineList):
+                for index, item in enumerate(value):
+                    name = item.partition("=")[0] if isinstance(item, str) else ""
+                    problem = control_problem(name, f"{_dotted([*here, index])} (the name)")
+                    if problem is not None:
+                        out.append(Finding(path, value.line_of(index), problem))
+        elif isinstance(value, str):
+            problem = control_problem(value, _dotted(here))
+            if problem is not None:
+                out.append(Finding(path, line, problem))
+        else:
+            _walk_controls(value, here, path, out)
+
+
 def _show(value: Any) -> str:
     text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -160,6 +216,19 @@ def _explain(kind: str, error: ValidationError, document: Any, path: str) -> lis
             key_line = parent.line_of(instance)
         hint = schema.get("patternErrorMessage", f"a name matching {schema.get('pattern')}")
         return [Finding(path, key_line, f"name {_show(instance)} in {name} must be {hint}")]
+    if rule == "anyOf":
+        # The alternative of the value's own type says best what is wrong (a string
+        # that is not a number of CPUs, a number out of range).
+        specific = [e for e in error.context or () if e.validator != "type"]
+        if specific:
+            return _explain(kind, specific[0], document, path)
+        kinds = [
+            e.validator_value for e in error.context or () if isinstance(e.validator_value, str)
+        ]
+        if kinds:
+            wanted = " or ".join(_TYPE_NAMES.get(k, k) for k in kinds)
+            got = _TYPE_NAMES.get(_json_type(instance), "something else")
+            return [Finding(path, line, f"{name} must be {wanted}, not {got}")]
     if rule == "type":
         types: Any = error.validator_value
         names = [_TYPE_NAMES[t] for t in ([types] if isinstance(types, str) else types)]
@@ -178,6 +247,10 @@ def _explain(kind: str, error: ValidationError, document: Any, path: str) -> lis
         missing = [k for k in required if k not in instance]
         what = "the file" if not at else name
         return [Finding(path, line, f"{what} is missing required key {k!r}") for k in missing]
+    if rule in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        bound = error.validator_value
+        side = "at least" if "inimum" in rule else "at most"
+        return [Finding(path, line, f"{name} {_show(instance)} must be {side} {bound}")]
     if rule in ("minItems", "minProperties", "minLength"):
         return [Finding(path, line, f"{name} must not be empty")]
     if rule == "uniqueItems":

@@ -22,6 +22,9 @@ _DURATION_UNITS = {
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+_INT64_MAX = 2**63 - 1
+MAX_DURATION_S = _INT64_MAX / 1e9
+"""The engine counts durations in int64 nanoseconds: about 292 years."""
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -44,6 +47,8 @@ def parse_duration(text: str | int | float) -> float:
         pos = m.end()
     if not s:
         raise ValueError("empty duration; write e.g. 90s, 1m30s or 2h")
+    if not total <= MAX_DURATION_S:  # also catches an overflow to infinity
+        raise ValueError(f"{_cut(text)} is longer than the engine can count; use a shorter one")
     return total
 
 
@@ -73,8 +78,15 @@ def parse_bytes(value: str | int) -> int:
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"{value} is negative; write e.g. 512m or 1g")
-        return value
+        return value  # the YAML loader refuses integers beyond 64 bits
     m = _SIZE.match(value)
     if m is None:
         raise ValueError(f"{value!r} is not a size; write e.g. 512m or 1g")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    size = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    if not size <= _INT64_MAX:  # also catches an overflow to infinity
+        raise ValueError(f"{_cut(value)} is larger than the engine can count; use a smaller size")
+    return int(size)
+
+
+def _cut(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")

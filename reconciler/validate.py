@@ -29,6 +29,7 @@ from reconciler.render import Rendered, render_device
 from reconciler.targeting import target_device
 from reconciler.tree import RepoTree
 from reconciler.workers import map_forked
+from reconciler.yamlio import control_problem
 
 DEFAULT_STATE_DIR = "/var/lib/fleetgate"
 
@@ -93,6 +94,27 @@ def cross_stack_findings(rendered: Rendered) -> list[Finding]:
     return out
 
 
+def interpolated_name_findings(rendered: Rendered) -> list[Finding]:
+    """Names that gained a control character through a variable (``image: ${IMAGE}``).
+
+    The manifests' own text is checked when it is loaded; this catches what a variable's
+    value (free text) brings into an image, container name, hostname or label.
+    """
+    out: list[Finding] = []
+    for stack in rendered.state.stacks:
+        for svc in stack.services:
+            named = [("image", svc.image), ("container_name", svc.container_name)]
+            named += [("hostname", svc.hostname or "")]
+            named += [("labels", f"{k}={v}") for k, v in svc.labels]
+            for key, value in named:
+                what = f"services.{svc.service}.{key} (after interpolation)"
+                problem = control_problem(value, what)
+                if problem is not None:
+                    where = rendered.where(stack.name, svc.service, key)
+                    out.append(Finding(where.path, where.line, problem))
+    return out
+
+
 def device_findings(
     repo: FleetRepository, tree: RepoTree, device_id: str, policy: Policy, state_dir: str
 ) -> list[Finding]:
@@ -104,7 +126,11 @@ def device_findings(
         rendered = render_device(repo, tree, device_id, state_dir)
     except ManifestError as e:
         return list(e.findings)
-    return cross_stack_findings(rendered) + policy_mod.check(rendered, policy)
+    return (
+        cross_stack_findings(rendered)
+        + interpolated_name_findings(rendered)
+        + policy_mod.check(rendered, policy)
+    )
 
 
 def check_fleet(

@@ -7,19 +7,33 @@ exit codes: 0 success, 1 failure (invalid fleet, failed apply), 2 usage.
 A :class:`FleetgateError` is printed as one line on stderr, never a traceback, and
 without credentials: neither URL userinfo nor the credentials of a URL on the command
 line (:mod:`reconciler.redaction`).
+
+Whatever a command prints may quote the fleet repository, which is untrusted: while a
+command runs, stdout and stderr escape every control character (ESC, NUL, C1, bidi
+overrides) except newline and tab as ``\\uNNNN``, so no manifest can recolour, move or
+reorder what a reviewer reads (``\\uNNNN`` is also a valid escape inside JSON strings).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO, cast
 
 from reconciler import __version__
-from reconciler.errors import FleetgateError, ManifestError, UsageError
+from reconciler.errors import (
+    UNSAFE_OUTPUT,
+    FleetgateError,
+    ManifestError,
+    UsageError,
+    escape_text,
+)
 from reconciler.logs import configure_logging
 from reconciler.redaction import redact, redact_url, text_secrets
 from reconciler.render import DEFAULT_STATE_DIR
@@ -122,7 +136,44 @@ def checkout_repo(repo: str, ref: str | None, allowed_signers: Path | None = Non
     return open_source(repo, Path(base) / "fleetgate", ref=ref, allowed_signers=allowed_signers)
 
 
+class EscapingWriter(io.TextIOBase):
+    """A text stream that writes to ``target`` with control characters escaped."""
+
+    def __init__(self, target: TextIO) -> None:
+        super().__init__()
+        self.target = target
+
+    def write(self, text: str) -> int:
+        self.target.write(UNSAFE_OUTPUT.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def isatty(self) -> bool:
+        return self.target.isatty()
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # TextIOBase declares it an attribute
+        return getattr(self.target, "encoding", "utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, EscapingWriter(out))
+    sys.stderr = cast(TextIO, EscapingWriter(err))
+    try:
+        return _run(argv)
+    finally:
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe is not our error
+            sys.stdout.flush()
+        sys.stdout, sys.stderr = out, err
+
+
+def _run(argv: Sequence[str] | None) -> int:
     configure_logging()
     hidden = text_secrets(sys.argv[1:] if argv is None else argv)  # --repo u:pw@... credentials
     try:
@@ -131,14 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except UsageError as e:
         for line in str(e).splitlines():  # one line per problem
-            print(f"fleetgate: {redact(line, hidden)}", file=sys.stderr)
+            print(f"fleetgate: {escape_text(redact(line, hidden))}", file=sys.stderr)
         return EXIT_USAGE
     except ManifestError as e:
         for finding in e.findings:
             print(redact(str(finding), hidden), file=sys.stderr)
         return EXIT_FAILED
     except FleetgateError as e:
-        print(f"fleetgate: {redact(str(e), hidden)}", file=sys.stderr)
+        print(f"fleetgate: {escape_text(redact(str(e), hidden))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

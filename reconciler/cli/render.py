@@ -30,7 +30,7 @@ from reconciler.cli import (
     checkout_repo,
     state_dir_of,
 )
-from reconciler.errors import Finding, ManifestError
+from reconciler.errors import Finding, ManifestError, escape_text
 from reconciler.manifests import load_repository
 from reconciler.model import DesiredState, Mount, PortBinding, ServiceSpec, StackSpec
 from reconciler.redaction import mask_environment, redact, redact_document, secret_values
@@ -146,7 +146,8 @@ def _service_lines(svc: ServiceSpec) -> list[str]:
     lines = [f"  service {svc.service}  (container {svc.container_name})"]
     for label, values in rows:
         for i, value in enumerate(values):
-            lines.append(f"    {(label + ':') if i == 0 else '':<12} {value}")
+            # escape_text: a value's own newline must not start a line of its own.
+            lines.append(f"    {(label + ':') if i == 0 else '':<12} {escape_text(value)}")
     return lines
 
 
