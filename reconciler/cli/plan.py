@@ -167,8 +167,13 @@ def _print_text(
         print(f"{number:3}. {step.describe()}")
     blocked = () if steps is None else steps.plan.blocked
     waiting = () if steps is None else steps.waiting
-    if not run and not blocked and not waiting and decided.kind != "hold":
-        print("nothing to do: this host already runs the desired state")
+    if not run and not blocked:
+        quiet = waiting or decided.waits
+        print(
+            "nothing runs now"
+            if quiet
+            else "nothing to do: this host already runs the desired state"
+        )
     for reason in blocked:
         print(f"blocked: {reason}")
     for line in decided.describe():
