@@ -27,8 +27,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconciler.agentconfig import AgentConfig
-from reconciler.agentsource import LockFiles
 from reconciler.cli import (
     EXIT_OK,
     add_output_flag,
@@ -40,7 +38,8 @@ from reconciler.convergence import PassSteps, observe_host, steps_toward
 from reconciler.decide import Gates, PassPlan, decide
 from reconciler.engine import DockerEngine
 from reconciler.errors import UsageError
-from reconciler.gates import lock_gate
+from reconciler.gates import DEFAULT_MAX_DEFER, lock_gate
+from reconciler.lockfiles import clocks_path, load_clocks, lock_root, locked_stacks
 from reconciler.reconcile import build_desired
 from reconciler.source import Checkout, open_source
 from reconciler.store import DeviceRecord, StateStore
@@ -78,17 +77,17 @@ def observe_locks(
 ) -> Mapping[str, datetime]:
     """The stacks whose ``updates.lock`` holds an update now, each with its deferral end.
 
-    Read exactly as the agent reads them (``{state}/locks/{device}/<stack>/updates.lock``
-    and the agent's deferral clocks; read-only here, so ``plan`` and ``apply`` never
-    give a lock more time), then :func:`reconciler.gates.lock_gate` with the default
+    Read as the agent reads them (:mod:`reconciler.lockfiles`: the lock files and the
+    agent's deferral clocks, never written here, so ``plan`` and ``apply`` never give a
+    lock more time), then :func:`reconciler.gates.lock_gate` with the default
     ``maxDefer``.
     """
-    config = AgentConfig(device=device, repo="", state_dir=state)
-    locks = LockFiles(config)
+    locked = locked_stacks(lock_root(state, device))
+    clocks = load_clocks(clocks_path(state, device))
     applied = record.last_applied
     pending = applied is None or revision is None or applied.revision != revision
-    max_defer = timedelta(seconds=config.max_defer)
-    gate = lock_gate(locks.locked(), locks.first_seen, now, max_defer, update_pending=pending)
+    max_defer = timedelta(seconds=DEFAULT_MAX_DEFER)
+    gate = lock_gate(locked, clocks, now, max_defer, update_pending=pending)
     return gate.held
 
 
