@@ -44,10 +44,12 @@ from typing import Any
 from reconciler import gates
 from reconciler.agentconfig import AgentConfig
 from reconciler.errors import RewindRefused, SignatureError, SourceError
+from reconciler.model import parse_rfc3339, rfc3339
+from reconciler.record import DeviceRecord
 from reconciler.source import Checkout, is_url, open_source, prune_checkouts, remote_head
 from reconciler.source.bundle import BUNDLE_REPO, import_bundle
 from reconciler.status import FetchState
-from reconciler.store import DeviceRecord, parse_rfc3339, rfc3339, write_atomic
+from reconciler.store import write_atomic
 
 BUNDLE_SUFFIXES = (".fgb", ".bundle")
 BUNDLE_SETTLE = 1.0

@@ -26,7 +26,8 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from reconciler.gates import held_reason
-from reconciler.model import DesiredState, UpdateWindow
+from reconciler.model import DesiredState, UpdateWindow, rfc3339
+from reconciler.record import DeviceRecord
 from reconciler.rollout import (
     compose_target,
     fingerprint,
@@ -35,7 +36,6 @@ from reconciler.rollout import (
     only_stacks,
     revision_id,
 )
-from reconciler.store import DeviceRecord, rfc3339
 from reconciler.windows import is_open, next_opening
 
 PassKind = Literal["update", "repair", "rollback", "hold"]

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from reconciler.store import rfc3339
+from reconciler.model import rfc3339
 
 LOCK_FILE = "updates.lock"
 DEFAULT_MAX_DEFER = 4 * 3600.0

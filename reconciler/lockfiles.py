@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from reconciler.gates import LOCK_FILE
-from reconciler.store import parse_rfc3339
+from reconciler.model import parse_rfc3339
 
 
 def lock_root(state_dir: Path, device: str) -> Path:

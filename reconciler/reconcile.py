@@ -17,7 +17,7 @@ pulled ahead. Either way the outcome is ``waiting`` and the revision is not reco
 as applied.
 Outcomes and the result are described in :mod:`reconciler.outcome`.
 
-The device record (:class:`reconciler.store.DeviceRecord`) is saved before anything is
+The device record (:class:`reconciler.record.DeviceRecord`) is saved before anything is
 touched ("attempted"), after apply ("applied"), when a revision fails, and in a
 ``finally`` with the outcome, whatever happened. Crash points (see
 :mod:`reconciler.crashpoints`) mark the places a test kills the process; a crash at any
@@ -45,9 +45,10 @@ from reconciler.decide import Gates, PassPlan, decide
 from reconciler.errors import Finding, FleetgateError, ManifestError
 from reconciler.model import DesiredState, Policy
 from reconciler.outcome import OUTCOMES, Outcome, PassResult, Stage
+from reconciler.record import DeviceRecord
 from reconciler.rollout import fingerprint
 from reconciler.runtime import Runtime
-from reconciler.store import DeviceRecord, StateStore
+from reconciler.store import StateStore
 from reconciler.tree import RepoTree
 
 __all__ = [

@@ -17,7 +17,7 @@ from collections.abc import Collection
 from hashlib import sha256
 
 from reconciler.model import DesiredState, StackSpec
-from reconciler.store import DeviceRecord, unstructure_state
+from reconciler.record import DeviceRecord, unstructure_state
 
 
 def fingerprint(desired: DesiredState) -> str:

@@ -9,8 +9,8 @@ from fakes import desired, service, stack
 
 from reconciler.decide import FailedWait, Gates, LockWait, WindowWait, decide
 from reconciler.model import DesiredState, UpdateWindow
+from reconciler.record import DeviceRecord, RevisionMark
 from reconciler.rollout import fingerprint
-from reconciler.store import DeviceRecord, RevisionMark
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # a Wednesday
 SATURDAY = (UpdateWindow(("sat",), "01:00", "02:00", "UTC"),)

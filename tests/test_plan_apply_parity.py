@@ -22,7 +22,8 @@ from reconciler.convergence import observe_host, steps_toward
 from reconciler.decide import Gates, decide
 from reconciler.model import DesiredState, UpdateWindow
 from reconciler.reconcile import reconcile_desired
-from reconciler.store import DeviceRecord, RevisionMark, StateStore
+from reconciler.record import DeviceRecord, RevisionMark
+from reconciler.store import StateStore
 from reconciler.tree import RepoTree
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # a Wednesday, outside SATURDAY

@@ -41,8 +41,9 @@ from reconciler.errors import UsageError
 from reconciler.gates import DEFAULT_MAX_DEFER, lock_gate
 from reconciler.lockfiles import clocks_path, load_clocks, lock_root, locked_stacks
 from reconciler.reconcile import build_desired
+from reconciler.record import DeviceRecord
 from reconciler.source import Checkout, open_source
-from reconciler.store import DeviceRecord, StateStore
+from reconciler.store import StateStore
 from reconciler.tree import RepoTree
 
 _DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
