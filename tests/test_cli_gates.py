@@ -126,3 +126,30 @@ class TestHeldLock:
         lock.unlink()
         shown = fleetgate("plan", *target(fleet, state))
         assert [line for line in shown.stdout.splitlines() if CONTAINER_STEP.match(line)]
+
+
+@pytest.mark.docker
+class TestFailedRevision:
+    """After a rollback, plan says the device stays on last good and why, like apply."""
+
+    def test_plan_names_the_failure_and_the_last_good_revision(
+        self, fleet: FleetRepo, tmp_path: Path, image_builder: ImageBuilder
+    ) -> None:
+        """plan shows no step, the failed revision's reason and --retry; apply agrees."""
+        crash = image_builder.build("crash", 'FROM {base}\nENTRYPOINT ["sh", "-c", "exit 3"]\n')
+        state = tmp_path / "state"
+        good = fleet.head
+        assert fleetgate("apply", *target(fleet, state)).returncode == 0
+        bad = fleet.commit(BROKER_IMAGE=crash)
+        assert fleetgate("apply", *target(fleet, state)).returncode == 1
+        shown = fleetgate("plan", *target(fleet, state))
+        assert f"pass: stay on / return to the last good revision {good}" in shown.stdout
+        assert f"waits: revision {bad} failed health before: mqtt/broker: " in shown.stdout
+        assert "push a fix or run with --retry" in shown.stdout
+        assert "nothing runs now" in shown.stdout
+        retry = json.loads(fleetgate("plan", *target(fleet, state), "--retry", "-o", "json").stdout)
+        assert retry["pass"]["kind"] == "update" and retry["steps"]
+        held = fleetgate("apply", *target(fleet, state))
+        assert held.stdout.splitlines()[-1].startswith(
+            f"failed-no-change: revision {bad} failed health before"
+        )
