@@ -43,14 +43,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler import gates
 from reconciler.agentconfig import AgentConfig
 from reconciler.errors import RewindRefused, SignatureError, SourceError
+from reconciler.lockfiles import clocks_path, load_clocks, locked_stacks
+from reconciler.model import rfc3339
+from reconciler.record import DeviceRecord
 from reconciler.source import Checkout, is_url, open_source, prune_checkouts, remote_head
 from reconciler.source.bundle import BUNDLE_REPO, import_bundle
 from reconciler.source.bundletar import scan_bundle
 from reconciler.status import FetchState
-from reconciler.store import DeviceRecord, parse_rfc3339, rfc3339, write_atomic
+from reconciler.store import write_atomic
 
 BUNDLE_SUFFIXES = (".fgb", ".bundle")
 BUNDLE_SETTLE = 1.0
@@ -369,19 +371,12 @@ class LockFiles:
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        self._path = config.device_dir / "locks.json"
-        self.first_seen: dict[str, datetime] = self._load()
+        self._path = clocks_path(config.state_dir, config.device)
+        self.first_seen: dict[str, datetime] = load_clocks(self._path)
 
     def locked(self) -> frozenset[str]:
-        """Stacks whose application holds ``updates.lock`` now (observed)."""
-        try:
-            return frozenset(
-                entry.name
-                for entry in self.config.lock_root.iterdir()
-                if (entry / gates.LOCK_FILE).exists()
-            )
-        except OSError:
-            return frozenset()
+        """Stacks whose application holds ``updates.lock`` now (observed, as plan/apply do)."""
+        return locked_stacks(self.config.lock_root)
 
     def keep_first_seen(self, clocks: Mapping[str, datetime]) -> None:
         """Persist the deferral clocks so a restart does not grant a lock more time."""
@@ -390,10 +385,3 @@ class LockFiles:
         self.first_seen = dict(clocks)
         data = {stack: rfc3339(at) for stack, at in sorted(clocks.items())}
         write_atomic(self._path, json.dumps(data).encode())
-
-    def _load(self) -> dict[str, datetime]:
-        try:
-            data = json.loads(self._path.read_bytes())
-            return {str(k): parse_rfc3339(str(v)) for k, v in dict(data).items()}
-        except (OSError, ValueError, TypeError):
-            return {}

@@ -21,7 +21,7 @@ from structlog.typing import FilteringBoundLogger
 from reconciler import health
 from reconciler.apply import ConfigReader, apply
 from reconciler.errors import EngineError, HealthError, ImageUnavailable, SourceError
-from reconciler.model import DesiredState
+from reconciler.model import DesiredState, ObservedState
 from reconciler.plan import Plan, Step, plan, pull_ahead
 from reconciler.runtime import Runtime
 from reconciler.tree import RepoTree
@@ -142,6 +142,68 @@ def existing_paths(desired: DesiredState) -> frozenset[str]:
     return frozenset(p for p in paths if Path(p).exists())
 
 
+@dataclass(frozen=True, slots=True)
+class HostSnapshot:
+    """One observation of this host for one target: managed containers, images,
+    networks (the engine) and which of the target's host paths exist."""
+
+    observed: ObservedState
+    paths: frozenset[str]
+
+
+def observe_host(runtime: Runtime, desired: DesiredState) -> HostSnapshot:
+    """Observe the engine and the host paths of ``desired`` once (engine errors propagate)."""
+    return HostSnapshot(runtime.observe(desired.device), existing_paths(desired))
+
+
+@dataclass(frozen=True, slots=True)
+class PassSteps:
+    """The steps one convergence runs (see :func:`steps_toward`).
+
+    ``plan`` converges to the target; ``early`` pulls images ahead and runs first;
+    ``gated`` (a closed update window): only ``early`` runs, ``plan`` waits.
+    """
+
+    plan: Plan
+    early: Plan
+    gated: bool = False
+
+    @property
+    def to_run(self) -> tuple[Step, ...]:
+        """Exactly the steps the executor will run, in order (none when blocked)."""
+        if self.plan.blocked:
+            return ()
+        return self.early.steps if self.gated else (*self.early.steps, *self.plan.steps)
+
+    @property
+    def waiting(self) -> tuple[Step, ...]:
+        """The steps that wait for the window (not run by this pass)."""
+        return self.plan.steps if self.gated and not self.plan.blocked else ()
+
+
+def steps_toward(
+    desired: DesiredState,
+    host: HostSnapshot,
+    *,
+    ahead: DesiredState | None = None,
+    gated: bool = False,
+    untouched: frozenset[str] = frozenset(),
+) -> PassSteps:
+    """What a convergence toward ``desired`` runs on ``host`` (pure; shared by plan and apply).
+
+    ``ahead``: a state whose missing images are pulled first. ``gated``: a closed window
+    stops a non-empty plan before any container is touched: only the pull-ahead of
+    ``ahead`` (else of ``desired``) runs. ``untouched`` stacks are never pruned.
+    """
+    observed = host.observed
+    steps = plan(desired, observed, existing_paths=host.paths, untouched=untouched)
+    if gated and not steps.is_empty:
+        return PassSteps(steps, pull_ahead(ahead or desired, observed), gated=True)
+    pulled = [s.image for s in steps.steps if s.kind == "pull"]
+    early = pull_ahead(ahead, observed, skip=pulled) if ahead is not None else Plan(())
+    return PassSteps(steps, early)
+
+
 def converge(
     desired: DesiredState,
     revision: str,
@@ -159,35 +221,30 @@ def converge(
     health_timeout: float | None = None,
     settle: float = health.DEFAULT_SETTLE,
 ) -> Convergence:
-    """Observe, plan, apply and verify toward ``desired``; stop at the first failure.
+    """Observe, plan (:func:`steps_toward`), apply and verify; stop at the first failure.
 
     ``before_apply`` runs once before the first container step (the caller records the
     attempt), ``on_applied`` once every step ran. An empty plan skips the health gate
     unless ``check_unchanged`` (the state was applied but never confirmed healthy).
-    ``ahead`` is a state whose missing images are pulled too, first (the pull-ahead
-    plan: pull steps only). ``hold`` (a closed update window) stops a non-empty plan
-    before any container is touched: only the pull-ahead plan of ``ahead`` (else of
-    ``desired``) runs, and a pull that fails then is noted in the error, not raised.
-    ``untouched`` stacks are never pruned (see :func:`reconciler.plan.plan`). Engine
-    errors while observing propagate; every other failure is in the result.
+    ``hold`` (why a closed update window gates the pass) stops a non-empty plan before
+    any container is touched; a pull ahead that fails then is noted in the error, not
+    raised. Engine errors while observing propagate; every other failure is in the result.
     """
     rev = revision
-    observed = runtime.observe(desired.device)
-    steps = plan(desired, observed, existing_paths=existing_paths(desired), untouched=untouched)
+    host = observe_host(runtime, desired)
+    run = steps_toward(desired, host, ahead=ahead, gated=hold is not None, untouched=untouched)
+    steps = run.plan
     log.info("plan.made", target=rev, steps=len(steps.steps), blocked=len(steps.blocked))
     if steps.blocked:
         return Convergence(rev, steps, stage="plan", error="; ".join(steps.blocked))
-    if hold is not None and not steps.is_empty:
-        early = pull_ahead(ahead or desired, observed)
+    if run.gated:
         try:
-            done = _run(early, runtime, configs, log, clock)
+            done = _run(run.early, runtime, configs, log, clock)
         except (ImageUnavailable, EngineError) as e:
             return Convergence(rev, steps, stage="gate", error=f"{hold}; pulling ahead: {e}")
         return Convergence(rev, steps, done, stage="gate", error=hold)
-    pulled = [s.image for s in steps.steps if s.kind == "pull"]
-    early = pull_ahead(ahead, observed, skip=pulled) if ahead is not None else Plan(())
     try:
-        done = _run(early, runtime, configs, log, clock)
+        done = _run(run.early, runtime, configs, log, clock)
         if not steps.is_empty:
             before_apply()
             done += _run(steps, runtime, configs, log, clock)

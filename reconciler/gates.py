@@ -12,6 +12,7 @@ each lock was first seen *while an update was pending*, and ``now``:
   is pending any more;
 - a lock seen while nothing is pending does not count: an application that always
   holds its lock between updates is not punished when the next update arrives;
+- a ``first_seen`` later than ``now`` is not believed: that clock starts at ``now``;
 - when ``first_seen + max_defer`` has passed, the lock is *expired*: the update goes
   ahead even though the file is still there (logged and reported).
 
@@ -25,9 +26,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from reconciler.store import rfc3339
+from reconciler.model import rfc3339
 
 LOCK_FILE = "updates.lock"
+DEFAULT_MAX_DEFER = 4 * 3600.0
+"""Seconds a lock may hold an update when ``maxDefer`` is not configured (4h)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,9 @@ def lock_gate(
         raise ValueError("now must be timezone-aware")
     if not update_pending:
         return LockGate(held={}, expired=frozenset(), first_seen={})
-    clocks = {stack: first_seen.get(stack, now) for stack in sorted(locked)}
+    # A clock from the future (a wrong clock, a damaged file) restarts now: no lock is
+    # ever granted more than ``max_defer`` from now, and no date arithmetic overflows.
+    clocks = {stack: min(first_seen.get(stack, now), now) for stack in sorted(locked)}
     held = {stack: seen + max_defer for stack, seen in clocks.items() if now < seen + max_defer}
     expired = frozenset(stack for stack in clocks if stack not in held)
     return LockGate(held=held, expired=expired, first_seen=clocks)

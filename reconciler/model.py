@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 # --------------------------------------------------------------------------- labels
@@ -394,3 +395,13 @@ class ObservedState:
     images: tuple[ObservedImage, ...] = ()
     foreign_names: frozenset[str] = frozenset()
     foreign_networks: frozenset[str] = frozenset()
+
+
+def rfc3339(moment: datetime) -> str:
+    """``moment`` in UTC as RFC 3339 with a ``Z`` suffix, whole seconds."""
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """The aware UTC datetime of an RFC 3339 string (``Z`` or an offset)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)

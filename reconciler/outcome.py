@@ -28,7 +28,7 @@ from typing import Literal
 
 from reconciler.convergence import Convergence
 from reconciler.errors import Finding
-from reconciler.store import rfc3339
+from reconciler.model import rfc3339
 
 Outcome = Literal[
     "succeeded",

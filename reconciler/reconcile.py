@@ -1,20 +1,23 @@
 """One reconcile pass for one device: fetch → build → gate → plan → apply → health → status.
 
 :func:`reconcile_once` reads the repository tree (already fetched by the source), builds
-this device's desired state (:mod:`reconciler.build`), decides what to converge toward
-(:mod:`reconciler.rollout`), and then runs the same small pipeline for every target:
-observe → plan → apply → health (:mod:`reconciler.convergence`). A rollback is not a
-second code path: it is that pipeline pointed at the stored last-good desired state.
-Adapters (runtime, store) decide nothing; every decision is made on values.
+this device's desired state (:mod:`reconciler.build`), decides once what to converge
+toward and what waits (:func:`reconciler.decide.decide`, the same call ``fleetgate
+plan`` makes), and then follows that :class:`~reconciler.decide.PassPlan`: observe →
+plan → apply → health (:mod:`reconciler.convergence`). A rollback is not a second
+code path: it is that pipeline pointed at the stored last-good desired state, whether
+the candidate failed its gate in this pass or in an earlier one. Adapters (runtime,
+store) decide nothing.
 
 Gates (safety rule 6): an update waits while the update windows are closed (only its
 images are pulled ahead); stacks whose application holds ``updates.lock``
-(``held_stacks``, computed by the agent with :mod:`reconciler.gates`) keep their last
-good definition while the rest of the update goes ahead, their new images pulled ahead.
-Either way the outcome is ``waiting`` and the revision is not recorded as applied.
+(``held_stacks``, observed by the caller and computed with :mod:`reconciler.gates`) keep
+their last good definition while the rest of the update goes ahead, their new images
+pulled ahead. Either way the outcome is ``waiting`` and the revision is not recorded
+as applied.
 Outcomes and the result are described in :mod:`reconciler.outcome`.
 
-The device record (:class:`reconciler.store.DeviceRecord`) is saved before anything is
+The device record (:class:`reconciler.record.DeviceRecord`) is saved before anything is
 touched ("attempted"), after apply ("applied"), when a revision fails, and in a
 ``finally`` with the outcome, whatever happened. Crash points (see
 :mod:`reconciler.crashpoints`) mark the places a test kills the process; a crash at any
@@ -27,7 +30,6 @@ revision, the record and what runs. The pass's own points are ``reconcile.after-
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,35 +41,25 @@ from reconciler.apply import ConfigReader
 from reconciler.build import build_desired
 from reconciler.convergence import Clock, ConfigSource, Convergence, SystemClock, converge
 from reconciler.crashpoints import crashpoint
+from reconciler.decide import Gates, PassPlan, decide
 from reconciler.errors import Finding, FleetgateError, ManifestError
-from reconciler.gates import held_reason
 from reconciler.model import DesiredState, Policy
 from reconciler.outcome import OUTCOMES, Outcome, PassResult, Stage
-from reconciler.rollout import (
-    Target,
-    WindowHold,
-    compose_target,
-    decide,
-    fingerprint,
-    held_changes,
-    is_update,
-    only_stacks,
-    window_hold,
-)
+from reconciler.record import DeviceRecord
+from reconciler.rollout import fingerprint
 from reconciler.runtime import Runtime
-from reconciler.store import DeviceRecord, StateStore
+from reconciler.store import StateStore
 from reconciler.tree import RepoTree
 
-__all__ = ["OUTCOMES", "Outcome", "PassResult", "Stage", "build_desired", "reconcile_once"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Gates:
-    """What the caller allows this pass (see :func:`reconcile_once`)."""
-
-    ignore_windows: bool
-    repair_drift: bool
-    held: Mapping[str, datetime | None]  # locked stack -> end of its deferral, if known
+__all__ = [
+    "OUTCOMES",
+    "Outcome",
+    "PassResult",
+    "Stage",
+    "build_desired",
+    "reconcile_desired",
+    "reconcile_once",
+]
 
 
 def reconcile_once(
@@ -98,21 +90,30 @@ def reconcile_once(
     too. Raises only for programming errors; every :class:`FleetgateError` becomes an
     outcome.
     """
-    the_clock = clock or SystemClock()
-    bound = (log or structlog.get_logger()).bind(device=device, revision=revision)
-    run = _Pass(
-        runtime, store, clock=the_clock, log=bound, health_timeout=health_timeout, settle=settle
-    )
     until = held_stacks if isinstance(held_stacks, Mapping) else dict.fromkeys(held_stacks)
-    gates = _Gates(ignore_windows, repair_drift, dict(until))
-    run.start(revision)
-    try:
-        result = run.execute(tree, revision, str(state_dir), local=policy, retry=retry, gates=gates)
-    except FleetgateError as e:
-        result = run.result("failed", str(e))
-    finally:
-        run.publish()
-    return result
+    gates = Gates(dict(until), ignore_windows, retry, repair_drift)
+    run = _Pass(runtime, store, clock=clock, log=log, health_timeout=health_timeout, settle=settle)
+    return run.run(revision, lambda: run.build(tree, revision, str(state_dir), policy), tree, gates)
+
+
+def reconcile_desired(
+    desired: DesiredState,
+    *,
+    tree: RepoTree,
+    runtime: Runtime,
+    store: StateStore,
+    gates: Gates,
+    clock: Clock | None = None,
+    health_timeout: float | None = None,
+    settle: float = health.DEFAULT_SETTLE,
+    log: Any = None,
+) -> PassResult:
+    """The pass of :func:`reconcile_once` for an already built desired state.
+
+    ``tree`` only serves config file contents.
+    """
+    run = _Pass(runtime, store, clock=clock, log=log, health_timeout=health_timeout, settle=settle)
+    return run.run(desired.revision, lambda: desired, tree, gates)
 
 
 class _Pass:
@@ -123,15 +124,15 @@ class _Pass:
         runtime: Runtime,
         store: StateStore,
         *,
-        clock: Clock,
+        clock: Clock | None,
         log: Any,
         health_timeout: float | None,
         settle: float,
     ) -> None:
         self.runtime = runtime
         self.store = store
-        self.clock = clock
-        self.log = log
+        self.clock: Clock = clock or SystemClock()
+        self.log = (log or structlog.get_logger()).bind(device=store.device)
         self.health_timeout = health_timeout
         self.settle = settle
         self.record = store.load()
@@ -144,11 +145,25 @@ class _Pass:
         self.held: tuple[str, ...] = ()
         self.next_window: datetime | None = None
         self.outcome: tuple[Outcome, str] = ("failed", "the pass did not finish")
-        self.started = clock.now()
+        self.started = self.clock.now()
 
-    def start(self, revision: str | None) -> None:
+    def run(
+        self,
+        revision: str | None,
+        build: Callable[[], DesiredState | None],
+        tree: RepoTree,
+        gates: Gates,
+    ) -> PassResult:
+        """Build, decide and follow the pass plan; the record is saved whatever happens."""
         self.revision = revision
+        self.log = self.log.bind(revision=revision)
         self.log.info("pass.started", applied=self.record.last_applied is not None)
+        try:
+            return self.execute(build, tree, gates)
+        except FleetgateError as e:
+            return self.result("failed", str(e))
+        finally:
+            self.publish()
 
     def result(self, outcome: Outcome, reason: str) -> PassResult:
         self.outcome = (outcome, reason)
@@ -185,36 +200,22 @@ class _Pass:
     # ----------------------------------------------------------------- pipeline
 
     def execute(
-        self,
-        tree: RepoTree,
-        revision: str | None,
-        state_dir: str,
-        *,
-        local: Policy | None,
-        retry: bool,
-        gates: _Gates,
+        self, build: Callable[[], DesiredState | None], tree: RepoTree, gates: Gates
     ) -> PassResult:
-        desired = self.build(tree, revision, state_dir, local)
+        desired = build()
         if desired is None:
             return self.result("rejected", str(ManifestError(self.findings)))
         self.stage = "decide"
-        target = decide(self.record, desired, retry=retry)
-        self.target = target.revision
-        if target.kind == "hold":
-            self.log.warning("pass.held", reason=target.reason)
-            return self.result("failed-no-change", target.reason)
-        if target.kind == "last-good":
-            return self.stay_on_last_good(target, tree)
-        now = self.clock.now()
-        wait = (
-            None
-            if gates.ignore_windows
-            else window_hold(self.record, desired, now, repair_drift=gates.repair_drift)
-        )
-        if is_update(self.record, desired):
-            self.held = held_changes(desired, self.record.last_good_state, gates.held)
-        lock = held_reason({stack: gates.held.get(stack) for stack in self.held})
-        return self.update_to(desired, target.revision, tree, wait, lock)
+        decided = decide(self.record, desired, gates, self.clock.now())
+        self.target = decided.target_revision
+        self.held = decided.held_stacks
+        failure = decided.failure
+        if decided.kind == "hold" and failure is not None:
+            self.log.warning("pass.held", reason=failure.describe())
+            return self.result("failed-no-change", failure.describe())
+        if decided.kind == "rollback" and failure is not None:
+            return self.roll_back(failure.describe(), tree, after_failure=False)
+        return self.update_to(desired, decided, tree)
 
     def build(
         self, tree: RepoTree, revision: str | None, state_dir: str, local: Policy | None
@@ -231,19 +232,15 @@ class _Pass:
     def _at(self, stage: Stage) -> None:
         self.stage = stage
 
-    def update_to(
-        self, desired: DesiredState, rev: str, tree: RepoTree, wait: WindowHold | None, lock: str
-    ) -> PassResult:
+    def update_to(self, desired: DesiredState, decided: PassPlan, tree: RepoTree) -> PassResult:
         """Converge toward the candidate (held stacks kept); on a failed gate, roll back."""
-        confirmed = self.record.last_good is not None and self.record.last_good.revision == rev
-        held = self.held
-        state = compose_target(desired, self.record.last_good_state, held) if held else desired
-        if wait is not None:
-            ahead: DesiredState | None = desired
-        else:
-            ahead = only_stacks(desired, held) if held else None
+        rev, held, state = decided.revision, decided.held_stacks, decided.target
+        assert state is not None  # decide() gives update and repair plans a target
+        wait, lock = decided.window, decided.lock
+        lock_reason = "" if lock is None else lock.describe()
+        wait_reason = None if wait is None else wait.describe()
         if held:
-            self.log.info("lock.held", stacks=list(held), reason=lock)
+            self.log.info("lock.held", stacks=list(held), reason=lock_reason)
         self.stage = "plan"
         conv = self.converge(
             state,
@@ -251,16 +248,16 @@ class _Pass:
             rev=rev,
             before_apply=lambda: self._attempt(rev),
             record_applied=not held,
-            check_unchanged=not confirmed and not held,
-            hold=None if wait is None else wait.reason,
-            ahead=ahead,
+            check_unchanged=not decided.confirmed and not held,
+            hold=wait_reason,
+            ahead=decided.ahead,
         )
         self.update = conv
         if wait is not None:
             self.next_window = wait.next_window
         if conv.stage == "gate":
             self.stage = "gate"
-            return self.result("waiting", _join(conv.error, lock))
+            return self.result("waiting", _join(conv.error, lock_reason))
         if conv.stage in ("plan", "pull"):
             self.stage = "plan" if conv.stage == "plan" else "apply"
             return self.result("failed-no-change", conv.error or "")
@@ -270,7 +267,7 @@ class _Pass:
         if held and conv.healthy:
             self.stage = "gate"
             done = conv.summary() if conv.done else None
-            return self.result("waiting", _join(lock, None if wait is None else wait.reason, done))
+            return self.result("waiting", _join(lock_reason, wait_reason, done))
         if conv.report is None and conv.healthy:
             return self.result("succeeded", "already converged; nothing to do")
         self.stage = "health"
@@ -279,28 +276,37 @@ class _Pass:
             self.save(self.record.good(rev, desired, self.clock.now()))
             return self.result("succeeded", conv.summary())
         reason = conv.error or "health gate failed"
-        if confirmed:  # drift repair of the last good revision: nothing to return to
+        if decided.confirmed:  # drift repair of the last good revision: nothing to return to
             return self.result("failed", reason)
         self.log.warning("update.failed", reason=reason)
         self.save(self.record.failed_with(rev, fingerprint(desired), reason, self.clock.now()))
         crashpoint("reconcile.after-failure-recorded")
-        return self.roll_back(f"revision {rev} failed: {reason}", tree)
+        return self.roll_back(f"revision {rev} failed: {reason}", tree, after_failure=True)
 
-    def roll_back(self, why: str, tree: RepoTree) -> PassResult:
-        """A normal convergence toward the stored last good state (nothing if there is none)."""
+    def roll_back(self, why: str, tree: RepoTree, *, after_failure: bool) -> PassResult:
+        """A normal convergence toward the stored last good state (the one rollback path).
+
+        ``after_failure``: the candidate just failed its gate in this pass, so the last
+        good state is verified even if nothing has to change. Otherwise (it failed in an
+        earlier pass) a device already on its last good state is left as it is
+        (``failed-no-change``); one that drifted or was interrupted is put back.
+        """
         good, state = self.record.last_good, self.record.last_good_state
         if good is None or state is None:
             return self.result("failed", f"{why}; no last good revision to roll back to")
         self.stage = "rollback"
         self.target = good.revision
-        self.log.warning("rollback.started", to=good.revision)
+        if after_failure:
+            self.log.warning("rollback.started", to=good.revision)
         conv = self.converge(
             state,
             ConfigSource(tree, state),
             rev=good.revision,
             before_apply=lambda: None,
-            check_unchanged=True,
+            check_unchanged=after_failure,
         )
+        if not after_failure and conv.report is None and conv.healthy:
+            return self.result("failed-no-change", why)
         self.rollback = conv
         if not conv.healthy:
             return self.result(
@@ -308,28 +314,6 @@ class _Pass:
             )
         self.save(self.record.applied(good.revision, self.clock.now()))
         return self.result("rolled-back", f"{why}; rolled back to {good.revision}")
-
-    def stay_on_last_good(self, target: Target, tree: RepoTree) -> PassResult:
-        """The desired revision failed before: keep (or put back) the last good state."""
-        state = target.state
-        assert state is not None  # decide() gives last-good targets a state
-        self.stage = "rollback"
-        conv = self.converge(
-            state,
-            ConfigSource(tree, state),
-            rev=target.revision,
-            before_apply=lambda: None,
-            check_unchanged=False,
-        )
-        if conv.report is None and conv.healthy:
-            return self.result("failed-no-change", target.reason)
-        self.rollback = conv
-        if not conv.healthy:
-            return self.result(
-                "rollback-failed", f"{target.reason}; back to {target.revision}: {conv.error}"
-            )
-        self.save(self.record.applied(target.revision, self.clock.now()))
-        return self.result("rolled-back", f"{target.reason}; restored {target.revision}")
 
     def _attempt(self, rev: str) -> None:
         self.save(self.record.attempted(rev, self.clock.now()))

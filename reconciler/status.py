@@ -49,10 +49,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
-from reconciler.model import DesiredState, ObservedContainer, ObservedState
+from reconciler.model import (
+    DesiredState,
+    ObservedContainer,
+    ObservedState,
+    parse_rfc3339,
+    rfc3339,
+)
+from reconciler.record import DeviceRecord
 from reconciler.redaction import redact, redact_urls
 from reconciler.redaction import secret_values as named_secret_values
-from reconciler.store import DeviceRecord, parse_rfc3339, rfc3339
 
 if TYPE_CHECKING:  # the pass module pulls in the whole pipeline; status only reads results
     from reconciler.reconcile import PassResult

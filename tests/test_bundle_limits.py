@@ -16,9 +16,9 @@ from reconciler.agentconfig import AgentConfig
 from reconciler.agentsource import AgentSource
 from reconciler.bundle import MAX_FILE, Member, parse_header
 from reconciler.errors import SourceError
+from reconciler.record import DeviceRecord
 from reconciler.source.bundle import BUNDLE_REPO
 from reconciler.source.bundletar import scan_bundle
-from reconciler.store import DeviceRecord
 
 
 class TestParseHeader:

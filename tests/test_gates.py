@@ -72,3 +72,10 @@ class TestLockGate:
         """A naive time is refused (time zones matter on devices)."""
         with pytest.raises(ValueError, match="aware"):
             lock_gate(frozenset(), {}, datetime(2026, 1, 1), HOUR, update_pending=True)
+
+    def test_a_clock_from_the_future_restarts_now(self) -> None:
+        """A first_seen later than now (damaged file, wrong clock) grants max_defer from now."""
+        far = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+        gate = lock_gate(frozenset({"mqtt"}), {"mqtt": far}, NOW, 4 * HOUR, update_pending=True)
+        assert gate.held == {"mqtt": NOW + 4 * HOUR}
+        assert gate.first_seen == {"mqtt": NOW}

@@ -1,4 +1,4 @@
-"""Rollout decisions (pure): windows, drift repair, and stacks held by application locks."""
+"""Rollout building blocks (pure): stacks held by application locks (windows: test_decide)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,13 @@ from datetime import UTC, datetime
 from fakes import desired, service, stack
 
 from reconciler.gates import held_reason
-from reconciler.model import DesiredState, UpdateWindow
+from reconciler.model import DesiredState
 from reconciler.rollout import (
     compose_target,
     held_changes,
-    is_update,
     only_stacks,
-    window_hold,
 )
-from reconciler.store import DeviceRecord, RevisionMark
 
-NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # a Wednesday
-SATURDAY = (UpdateWindow(("sat",), "01:00", "02:00", "UTC"),)
 OLD = desired(
     stack("app", service("app", "web", "img/app:1")),
     stack("mqtt", service("mqtt", "broker", "img/broker:1")),
@@ -32,11 +27,6 @@ NEW = desired(
     stack("added", service("added", "x", "img/x:1")),
     revision="b" * 40,
 )
-
-
-def applied(state: DesiredState) -> DeviceRecord:
-    mark = RevisionMark(state.revision or "", NOW)
-    return DeviceRecord("dev1", last_applied=mark, last_good=mark, last_good_state=state)
 
 
 def names(state: DesiredState) -> list[str]:
@@ -84,37 +74,6 @@ class TestHeldChanges:
     def test_only_stacks_keeps_the_named_ones(self) -> None:
         """The pull-ahead input of held stacks is the candidate restricted to them."""
         assert names(only_stacks(NEW, {"mqtt", "gone"})) == ["mqtt"]
-
-
-class TestWindowHold:
-    """Updates wait for windows; drift repair waits only when repair_drift is off."""
-
-    def test_update_outside_window_waits_with_next_opening(self) -> None:
-        """A new revision outside the windows waits and says when the next one opens."""
-        state = replace(NEW, update_windows=SATURDAY)
-        hold = window_hold(applied(OLD), state, NOW)
-        assert hold is not None
-        assert hold.next_window == datetime(2026, 3, 7, 1, 0, tzinfo=UTC)
-        assert "next opens 2026-03-07T01:00:00Z" in hold.reason
-
-    def test_drift_repair_waits_only_when_switched_off(self) -> None:
-        """Repairing the applied revision goes ahead unless repair_drift is off."""
-        state = replace(OLD, update_windows=SATURDAY)
-        assert not is_update(applied(OLD), state)
-        assert window_hold(applied(OLD), state, NOW) is None
-        hold = window_hold(applied(OLD), state, NOW, repair_drift=False)
-        assert hold is not None and "repairDrift is off" in hold.reason
-
-    def test_open_window_or_no_windows_hold_nothing(self) -> None:
-        """Inside a window, or with no windows at all, nothing waits."""
-        saturday = datetime(2026, 3, 7, 1, 30, tzinfo=UTC)
-        state = replace(NEW, update_windows=SATURDAY)
-        assert window_hold(applied(OLD), state, saturday, repair_drift=False) is None
-        assert window_hold(applied(OLD), NEW, NOW, repair_drift=False) is None
-
-    def test_first_install_is_an_update(self) -> None:
-        """A device with nothing applied yet waits for its window too."""
-        assert is_update(DeviceRecord("dev1"), NEW)
 
 
 class TestHeldReason:

@@ -15,8 +15,8 @@ from reconciler.agentconfig import AgentConfig
 from reconciler.agentsource import AgentSource
 from reconciler.cli import main
 from reconciler.errors import SignatureError, SourceError
+from reconciler.record import DeviceRecord
 from reconciler.source import open_source
-from reconciler.store import DeviceRecord
 
 DEVICE = "devices/press-01.yaml"
 STACK = "stacks/web/compose.yaml"

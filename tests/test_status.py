@@ -16,6 +16,7 @@ from reconciler.model import (
     StackSpec,
 )
 from reconciler.reconcile import PassResult
+from reconciler.record import DeviceRecord
 from reconciler.status import (
     SOURCE_UNREACHABLE,
     FetchState,
@@ -27,7 +28,6 @@ from reconciler.status import (
     services_of,
     status_from_json,
 )
-from reconciler.store import DeviceRecord
 
 NOW = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
 GOOD = "a" * 40

@@ -28,17 +28,10 @@ from reconciler.model import (
     StackSpec,
     UpdateWindow,
     VolumeSpec,
-)
-from reconciler.store import (
-    MAX_FAILED,
-    DeviceRecord,
-    StateStore,
-    dump_record,
-    load_record,
     rfc3339,
-    structure_state,
-    unstructure_state,
 )
+from reconciler.record import MAX_FAILED, DeviceRecord, structure_state, unstructure_state
+from reconciler.store import StateStore, dump_record, load_record
 
 NOW = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
 SHA_A = "a" * 40

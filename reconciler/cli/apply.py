@@ -8,7 +8,10 @@ desired revision, 1 otherwise (rejected, failed, rolled back, held), 2 usage.
 
 ``--retry`` applies a revision that failed its health gate before. An update (a new
 desired state, not drift repair) waits for the device's update windows; a technician
-at the machine overrides that with ``--ignore-windows`` (outcome ``waiting`` else).
+at the machine overrides that with ``--ignore-windows`` (outcome ``waiting`` else);
+so does a stack whose application holds ``updates.lock`` in the state directory (read
+as ``plan`` and the agent read it). ``fleetgate plan`` with the same flags shows the
+steps this runs.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
-from reconciler.cli.plan import add_target_flags, open_target
+from reconciler.cli.plan import add_target_flags, observe_locks, open_target
 from reconciler.convergence import Convergence
 from reconciler.engine import DockerEngine
 from reconciler.errors import UsageError
@@ -36,12 +40,6 @@ def register(subparsers: Any) -> None:
         description="Converge the device to the repository's revision once; roll back on failure.",
     )
     add_target_flags(parser)
-    parser.add_argument(
-        "--retry", action="store_true", help="apply a revision that failed its health gate before"
-    )
-    parser.add_argument(
-        "--ignore-windows", action="store_true", help="update outside the device's update windows"
-    )
     parser.add_argument(
         "--health-timeout",
         default=None,
@@ -61,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     device, state, checkout = open_target(args)
     store = StateStore(state, device)
     with store.exclusive():
+        now = datetime.now(UTC)
+        held = observe_locks(
+            state, device, record=store.load(), revision=checkout.revision, now=now
+        )
         result = reconcile_once(
             tree=RepoTree(checkout.root),
             revision=checkout.revision,
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             retry=args.retry,
             health_timeout=timeout,
             ignore_windows=args.ignore_windows,
+            held_stacks=held,
         )
     if args.output == "json":
         json.dump({**result.to_json(), "dirty": checkout.dirty}, sys.stdout, indent=2)

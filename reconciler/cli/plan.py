@@ -1,13 +1,19 @@
 """`fleetgate plan --device ID [--repo PATH] [--ref REF]`: the steps that would run here.
 
-Renders the device's desired state from the repository, observes the local engine and
-prints the ordered steps with their reasons, what is blocked, and notes. Nothing is
-changed. JSON (stable fields): ``{"device", "revision", "dirty", "steps": [...],
-"blocked": [...], "notes": [...]}`` with each step's ``to_json()``. Exit 0; 1 when the
-repository is invalid for this device; 2 usage.
+Renders the device's desired state, observes the gates exactly as ``apply`` does
+(update windows from the manifests, ``updates.lock`` files and their deferral clocks
+from the state directory, the device record, the clock, ``--ignore-windows`` and
+``--retry``), makes the same decision (:func:`reconciler.decide.decide`) and the same
+steps (:func:`reconciler.convergence.steps_toward`), and prints exactly the steps
+``apply`` would run, then what waits and why. Nothing is changed. JSON (stable
+fields): ``{"device", "revision", "dirty", "pass": {"kind", "revision", "target",
+"held_stacks", "waits": [...]}, "steps": [...], "waiting_steps": [...], "blocked": [...],
+"notes": [...]}`` with each step's ``to_json()``. Exit 0; 1 when the repository is
+invalid for this device; 2 usage.
 
 The flags shared with ``apply`` (``--device``, ``--repo``, ``--ref``, ``--state-dir``,
-``--docker-host``) are defined here once.
+``--docker-host``, ``--retry``, ``--ignore-windows``) and the observation of the gates
+are defined here once.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +34,14 @@ from reconciler.cli import (
     add_state_dir_flag,
     state_dir_of,
 )
-from reconciler.convergence import existing_paths
+from reconciler.convergence import PassSteps, observe_host, steps_toward
+from reconciler.decide import Gates, PassPlan, decide
 from reconciler.engine import DockerEngine
 from reconciler.errors import UsageError
-from reconciler.plan import plan
+from reconciler.gates import DEFAULT_MAX_DEFER, lock_gate
+from reconciler.lockfiles import clocks_path, load_clocks, lock_root, locked_stacks
 from reconciler.reconcile import build_desired
-from reconciler.rollout import decide
+from reconciler.record import DeviceRecord
 from reconciler.source import Checkout, open_source
 from reconciler.store import StateStore
 from reconciler.tree import RepoTree
@@ -45,6 +55,12 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
     add_repo_flags(parser)
     add_state_dir_flag(parser)
     parser.add_argument("--docker-host", default=None, help="engine URL (default: DOCKER_HOST)")
+    parser.add_argument(
+        "--retry", action="store_true", help="apply a revision that failed its health gate before"
+    )
+    parser.add_argument(
+        "--ignore-windows", action="store_true", help="update outside the device's update windows"
+    )
 
 
 def open_target(args: argparse.Namespace) -> tuple[str, Path, Checkout]:
@@ -57,6 +73,25 @@ def open_target(args: argparse.Namespace) -> tuple[str, Path, Checkout]:
         args.repo, state / "cache", ref=args.ref, allowed_signers=args.allowed_signers
     )
     return device, state, checkout
+
+
+def observe_locks(
+    state: Path, device: str, *, record: DeviceRecord, revision: str | None, now: datetime
+) -> Mapping[str, datetime]:
+    """The stacks whose ``updates.lock`` holds an update now, each with its deferral end.
+
+    Read as the agent reads them (:mod:`reconciler.lockfiles`: the lock files and the
+    agent's deferral clocks, never written here, so ``plan`` and ``apply`` never give a
+    lock more time), then :func:`reconciler.gates.lock_gate` with the default
+    ``maxDefer``.
+    """
+    locked = locked_stacks(lock_root(state, device))
+    clocks = load_clocks(clocks_path(state, device))
+    applied = record.last_applied
+    pending = applied is None or revision is None or applied.revision != revision
+    max_defer = timedelta(seconds=DEFAULT_MAX_DEFER)
+    gate = lock_gate(locked, clocks, now, max_defer, update_pending=pending)
+    return gate.held
 
 
 def register(subparsers: Any) -> None:
@@ -73,26 +108,79 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     device, state, checkout = open_target(args)
     desired = build_desired(RepoTree(checkout.root), checkout.revision, device, str(state))
-    target = decide(StateStore(state, device).load(), desired, retry=False)
-    observed = DockerEngine(args.docker_host).observe(device)
-    result = plan(desired, observed, existing_paths=existing_paths(desired))
-    notes = list(result.notes)
-    if target.kind != "candidate":
-        keep = f"apply keeps {target.revision}" if target.kind == "last-good" else "apply holds"
-        notes.append(f"{target.reason} ({keep} unless --retry)")
+    record = StateStore(state, device).load()
+    now = datetime.now(UTC)
+    held = observe_locks(state, device, record=record, revision=checkout.revision, now=now)
+    gates = Gates(held, ignore_windows=args.ignore_windows, retry=args.retry)
+    decided = decide(record, desired, gates, now)
+    steps = None
+    if decided.target is not None:
+        host = observe_host(DockerEngine(args.docker_host), decided.target)
+        steps = steps_toward(
+            decided.target,
+            host,
+            ahead=decided.ahead,
+            gated=decided.window is not None,
+            untouched=frozenset(decided.held_stacks),
+        )
     if args.output == "json":
-        document = {**result.to_json(), "dirty": checkout.dirty, "notes": notes}
-        json.dump(document, sys.stdout, indent=2)
+        json.dump(_document(device, checkout, decided, steps), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return EXIT_OK
+    _print_text(device, checkout, decided, steps)
+    return EXIT_OK
+
+
+def _document(
+    device: str, checkout: Checkout, decided: PassPlan, steps: PassSteps | None
+) -> dict[str, object]:
+    return {
+        "device": device,
+        "revision": checkout.revision,
+        "dirty": checkout.dirty,
+        "pass": decided.to_json(),
+        "steps": [] if steps is None else [s.to_json() for s in steps.to_run],
+        "waiting_steps": [] if steps is None else [s.to_json() for s in steps.waiting],
+        "blocked": [] if steps is None else list(steps.plan.blocked),
+        "notes": [] if steps is None else list(_notes(steps)),
+    }
+
+
+def _notes(steps: PassSteps) -> tuple[str, ...]:
+    return (*steps.early.notes, *steps.plan.notes)
+
+
+_HEADLINE = {
+    "update": "update to {target}",
+    "repair": "repair toward the applied revision {target}",
+    "rollback": "stay on / return to the last good revision {target}",
+    "hold": "hold: nothing is changed",
+}
+
+
+def _print_text(
+    device: str, checkout: Checkout, decided: PassPlan, steps: PassSteps | None
+) -> None:
     where = checkout.revision or "working tree (not a Git repository)"
     print(f"device {device} at {where}{' (uncommitted changes)' if checkout.dirty else ''}")
-    for number, line in enumerate(result.describe(), start=1):
-        print(f"{number:3}. {line}")
-    if result.is_empty and not result.blocked:
-        print("nothing to do: this host already runs the desired state")
-    for reason in result.blocked:
+    print(f"pass: {_HEADLINE[decided.kind].format(target=decided.target_revision)}")
+    run = () if steps is None else steps.to_run
+    for number, step in enumerate(run, start=1):
+        print(f"{number:3}. {step.describe()}")
+    blocked = () if steps is None else steps.plan.blocked
+    waiting = () if steps is None else steps.waiting
+    if not run and not blocked:
+        quiet = waiting or decided.waits
+        print(
+            "nothing runs now"
+            if quiet
+            else "nothing to do: this host already runs the desired state"
+        )
+    for reason in blocked:
         print(f"blocked: {reason}")
-    for note in notes:
+    for line in decided.describe():
+        print(f"waits: {line}")
+    if waiting:
+        print(f"waiting: {len(waiting)} step(s) run when the update window opens")
+    for note in () if steps is None else _notes(steps):
         print(f"note: {note}")
-    return EXIT_OK

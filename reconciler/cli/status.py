@@ -29,9 +29,10 @@ from typing import Any
 from reconciler.cli import EXIT_OK, add_output_flag, state_dir_of
 from reconciler.engine import DockerEngine
 from reconciler.errors import EngineError
+from reconciler.model import rfc3339
 from reconciler.status import Status, build_status, status_path
 from reconciler.statushttp import read_status
-from reconciler.store import StateStore, rfc3339
+from reconciler.store import StateStore
 
 LIVE_TIMEOUT = 5.0
 """Seconds the live engine snapshot may take before the published services are shown."""
