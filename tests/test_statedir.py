@@ -16,7 +16,8 @@ from reconciler.apply import apply
 from reconciler.errors import EngineError, PlantedLink
 from reconciler.model import ConfigFile, Mount, ServiceSpec
 from reconciler.plan import EnsureDirectory, MaterializeConfig, Plan, plan
-from reconciler.store import DeviceRecord, StateStore, write_atomic
+from reconciler.record import DeviceRecord
+from reconciler.store import StateStore, write_atomic
 
 LEVELS = ["data", "data/dev1", "data/dev1/line", "data/dev1/line/db", "data/dev1/line/db/sub"]
 """Every component of a data directory below the state directory."""
