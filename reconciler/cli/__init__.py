@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO, cast
+from typing import TYPE_CHECKING, TextIO, cast
 
 from reconciler import __version__
 from reconciler.errors import (
@@ -36,8 +36,9 @@ from reconciler.errors import (
 )
 from reconciler.logs import configure_logging
 from reconciler.redaction import redact, redact_url, text_secrets
-from reconciler.render import DEFAULT_STATE_DIR
-from reconciler.source import Checkout, is_url, open_source
+
+if TYPE_CHECKING:
+    from reconciler.source import Checkout
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -67,12 +68,30 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _commands_for(argv: Sequence[str]) -> tuple[str, ...]:
+    """The subcommand modules a command line needs: only the one it names.
+
+    A command's module pulls in its whole stage (the engine, Git, the schemas), so
+    importing every command before parsing cost most of a no-change ``apply``. Without a
+    known command (``--help``, a typo) every command is registered, so help and
+    did-you-mean see them all; ``--version`` alone needs none.
+    """
+    for arg in argv:
+        if arg in COMMANDS:
+            return (arg,)
+        if not arg.startswith("-"):
+            break
+    if list(argv) == ["--version"]:
+        return ()
+    return COMMANDS
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="fleetgate", description="GitOps reconciler for edge device fleets")
     parser.add_argument("--version", action="version", version=f"fleetgate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMANDS:
+    for name in COMMANDS if argv is None else _commands_for(argv):
         module = importlib.import_module(f"reconciler.cli.{name}")
         module.register(sub)
     return parser
@@ -90,6 +109,8 @@ def add_output_flag(parser: argparse.ArgumentParser, *extra: str) -> None:
 
 
 def add_state_dir_flag(parser: argparse.ArgumentParser) -> None:
+    from reconciler.render import DEFAULT_STATE_DIR  # noqa: PLC0415  # only where it is shown
+
     parser.add_argument(
         "--state-dir",
         default=None,
@@ -99,7 +120,12 @@ def add_state_dir_flag(parser: argparse.ArgumentParser) -> None:
 
 def state_dir_of(args: argparse.Namespace) -> Path:
     """``--state-dir`` wins over ``FLEETGATE_STATE_DIR``, which wins over the default."""
-    return Path(args.state_dir or os.environ.get("FLEETGATE_STATE_DIR") or DEFAULT_STATE_DIR)
+    from reconciler.render import DEFAULT_STATE_DIR  # noqa: PLC0415  # see add_state_dir_flag
+
+    chosen = args.state_dir or os.environ.get("FLEETGATE_STATE_DIR") or DEFAULT_STATE_DIR
+    # Absolute before it reaches anything: the engine resolves bind sources on its own
+    # host, where a relative path means nothing.
+    return Path(chosen).absolute()
 
 
 def add_repo_flags(parser: argparse.ArgumentParser) -> None:
@@ -129,6 +155,8 @@ def checkout_repo(repo: str, ref: str | None, allowed_signers: Path | None = Non
     ``~/.cache/fleetgate``); a folder is read as it is, unless ``--allowed-signers``
     asks for the signed commit's files.
     """
+    from reconciler.source import is_url, open_source  # noqa: PLC0415  # Git only when read
+
     if not is_url(repo) and not Path(repo).is_dir():
         shown = redact_url(repo)
         raise UsageError(f"--repo {shown}: not a folder or a Git URL; pass the fleet repository")
@@ -175,9 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     configure_logging()
-    hidden = text_secrets(sys.argv[1:] if argv is None else argv)  # --repo u:pw@... credentials
+    words = list(sys.argv[1:] if argv is None else argv)
+    hidden = text_secrets(words)  # --repo u:pw@... credentials
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(words).parse_args(words)
         handler: Handler = args.handler
         return handler(args)
     except UsageError as e:
