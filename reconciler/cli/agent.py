@@ -16,11 +16,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from reconciler.agent import Agent, FileStatus
+from reconciler.agent import Agent, FileStatus, StatusPublisher
 from reconciler.agentconfig import HELP, KEYS, AgentConfig, dest_name, environment, flag_name
 from reconciler.agentconfig import load_config as load_agent_config
 from reconciler.cli import EXIT_FAILED, EXIT_OK
 from reconciler.engine import DockerEngine
+from reconciler.report.mqtt import MqttReporter, ReportingPublisher
 from reconciler.source import is_url
 from reconciler.statushttp import StatusServer
 from reconciler.store import StateStore
@@ -60,10 +61,19 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     runtime = DockerEngine(config.docker_host)
     store = StateStore(config.state_dir, config.device)
-    publisher = FileStatus(config.state_dir)
+    publisher: StatusPublisher = FileStatus(config.state_dir)
+    reporter = None  # fleet reporting (DESIGN.md §6): MQTT off the pass path
+    if config.report is not None:
+        reporter = MqttReporter(
+            config.report, config.device, topic=config.report_topic, interval=config.report_interval
+        )
+        publisher = ReportingPublisher(publisher, reporter)
+        reporter.start()
     if args.once:
         status = Agent(config, runtime=runtime, store=store, publisher=publisher).run(once=True)
         runtime.close()
+        if reporter is not None:
+            reporter.stop()
         return EXIT_OK if status.outcome == "succeeded" else EXIT_FAILED
     wakeup = Wakeup()
     events_engine = DockerEngine(config.docker_host)
@@ -91,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         files.stop()
         watcher.stop()
         server.stop()
+        if reporter is not None:
+            reporter.stop()
         events_engine.close()
         runtime.close()
     return EXIT_OK
