@@ -13,6 +13,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from structlog.testing import capture_logs
 from support.mqtt import VIEWER, Mosquitto, running_broker
 from support.wait import wait_for
 
@@ -168,8 +169,6 @@ class TestAcl:
 
     def test_credentials_never_appear_in_logs_or_repr(self, secured: Mosquitto) -> None:
         """The password is in no log event and not in the broker's repr."""
-        from structlog.testing import capture_logs
-
         broker = _broker(secured.url, "d1")
         assert USERS["d1"] not in repr(broker)
         with capture_logs() as logs:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
