@@ -37,6 +37,7 @@ COMMANDS: tuple[str, ...] = (
     "history",
     "rollback",
     "bundle",
+    "fleet",
 )
 """Subcommand modules under ``reconciler.cli``, in the order ``--help`` lists them."""
 
