@@ -38,6 +38,15 @@ class Broker:
         return f"Broker({self.url}, user={self.username!r})"
 
 
+@dataclass(frozen=True, slots=True)
+class ReportStats:
+    """What ``/metrics`` shows of the reporter (a read-only snapshot)."""
+
+    connected: bool = False
+    last_publish_at: float | None = None  # Unix time of the last status the broker acked
+    failures: int = 0  # connection losses and refused connections
+
+
 def parse_broker(text: str, where: str) -> Broker:
     """``mqtt://host:port`` / ``mqtts://host:port`` as a :class:`Broker`; one-line UsageError."""
     shown = text if len(text) < 200 else text[:200] + "…"

@@ -19,7 +19,6 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import paho.mqtt.client as paho
@@ -28,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from reconciler.errors import FleetgateError
-from reconciler.report.broker import DEFAULT_INTERVAL, DEFAULT_TOPIC, Broker
+from reconciler.report.broker import DEFAULT_INTERVAL, DEFAULT_TOPIC, Broker, ReportStats
 from reconciler.status import Status
 
 KEEPALIVE = 30
@@ -41,15 +40,6 @@ class _Publisher(Protocol):
 
 class BrokerUnreachable(FleetgateError):
     """The broker did not accept a connection (one line: address and reason)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReportStats:
-    """What ``/metrics`` shows of the reporter (a read-only snapshot)."""
-
-    connected: bool = False
-    last_publish_at: float | None = None  # Unix time of the last status the broker acked
-    failures: int = 0  # connection losses and refused connections
 
 
 def _client(broker: Broker, client_id: str) -> paho.Client:
