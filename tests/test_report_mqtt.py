@@ -13,11 +13,13 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 from support.mqtt import VIEWER, Mosquitto, running_broker
 from support.wait import wait_for
 
-from reconciler.report.broker import Broker, parse_broker
+from reconciler.report.broker import Broker, ReportStats, parse_broker
+from reconciler.report.metrics import ReportCollector
 from reconciler.report.mqtt import MqttReporter, read_retained
 from reconciler.status import Status
 
@@ -179,3 +181,14 @@ class TestAcl:
             reporter.stop()
         assert logs
         assert USERS["d1"] not in repr(logs)
+
+
+class TestReportMetrics:
+    def test_collector_exposes_the_reporter_stats(self) -> None:
+        """connected, last publish and failures become the three fleetgate_report_* series."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ReportCollector(lambda: ReportStats(True, 1700000000.0, 3)))
+        text = generate_latest(registry).decode()
+        assert "fleetgate_report_connected 1.0" in text
+        assert "fleetgate_report_last_publish_timestamp_seconds 1.7e+09" in text
+        assert "fleetgate_report_failures_total 3.0" in text
