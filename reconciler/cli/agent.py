@@ -21,7 +21,6 @@ from reconciler.agentconfig import HELP, KEYS, AgentConfig, dest_name, environme
 from reconciler.agentconfig import load_config as load_agent_config
 from reconciler.cli import EXIT_FAILED, EXIT_OK
 from reconciler.engine import DockerEngine
-from reconciler.report.mqtt import MqttReporter, ReportingPublisher
 from reconciler.source import is_url
 from reconciler.statushttp import StatusServer
 from reconciler.store import StateStore
@@ -64,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     publisher: StatusPublisher = FileStatus(config.state_dir)
     reporter = None  # fleet reporting (DESIGN.md §6): MQTT off the pass path
     if config.report is not None:
+        from reconciler.report.mqtt import MqttReporter, ReportingPublisher  # noqa: PLC0415  # paho only when reporting
+
         reporter = MqttReporter(
             config.report, config.device, topic=config.report_topic, interval=config.report_interval
         )
