@@ -132,6 +132,7 @@ class TestReporter:
                 reporter.publish(_status("d1", reason=f"pass {n}"))
             assert time.monotonic() - started < 0.5
             assert not reporter.stats().connected
+            wait_for(lambda: reporter.stats().failures, timeout=10, what="a counted failure")
             b.start()
             try:
                 wait_for(lambda: reporter.stats().last_publish_at, timeout=30, what="reconnect")

@@ -90,6 +90,7 @@ class MqttReporter:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_connect_fail = self._on_connect_fail
         self._thread = threading.Thread(target=self._run, name="mqtt-report", daemon=True)
 
     # ------------------------------------------------------------------ public
@@ -117,6 +118,11 @@ class MqttReporter:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        with self._lock:
+            unsent = self._latest is not None and self._latest != self._sent
+        deadline = time.monotonic() + timeout
+        while unsent and not self._connected and time.monotonic() < deadline:
+            time.sleep(0.05)  # a last status (e.g. after --once) gets a short chance to go out
         if self._connected:
             self._send_latest(force=True)
             info = self._client.publish(self.online_topic, b"false", qos=1, retain=True)
@@ -167,6 +173,10 @@ class MqttReporter:
         client.publish(self.online_topic, b"true", qos=1, retain=True)
         self._log.info("report.connected")
         self._wake.set()
+
+    def _on_connect_fail(self, _c: paho.Client, _u: Any) -> None:
+        with self._lock:
+            self._failures += 1
 
     def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         with self._lock:
