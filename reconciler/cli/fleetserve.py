@@ -15,16 +15,19 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import EXIT_OK, add_repo_flags
 from reconciler.cli.fleet import add_broker_flags, broker_of, repository_devices
 from reconciler.errors import UsageError
-from reconciler.fleet.reports import reports_from_messages
+from reconciler.fleet.reports import Report, reports_from_messages
 from reconciler.fleet.serve import DEFAULT_LISTEN, FleetServer, now
 from reconciler.fleet.view import FleetView, build_view
 from reconciler.report.broker import check_topic
 from reconciler.units import parse_duration
+
+if TYPE_CHECKING:
+    from reconciler.report.mqtt import FleetSubscription
 
 REPO_REFRESH = 60.0
 
@@ -42,9 +45,12 @@ def register_serve(subparsers: Any) -> None:
 class _LiveFleet:
     """The view of the live subscription joined with the (periodically re-read) repository."""
 
-    def __init__(self, args: argparse.Namespace, messages: Any, stale_after: float) -> None:
+    def __init__(
+        self, args: argparse.Namespace, subscription: FleetSubscription, stale_after: float
+    ) -> None:
         self._repo, self._ref = args.repo, args.ref
-        self._messages = messages
+        self._subscription = subscription
+        self._parsed: tuple[int, dict[str, Report]] = (-1, {})
         self._topic = args.topic
         self._stale_after = stale_after
         self._lock = threading.Lock()
@@ -62,7 +68,11 @@ class _LiveFleet:
                         f"fleetgate: warning: cannot re-read the repository: {e}", file=sys.stderr
                     )
             devices, head = self._devices, self._head
-        reports, _ = reports_from_messages(self._messages(), self._topic)
+            version = self._subscription.version
+            if self._parsed[0] != version:  # parse the reports once per change, not per request
+                parsed, _ = reports_from_messages(self._subscription.messages(), self._topic)
+                self._parsed = (version, parsed)
+            reports = self._parsed[1]
         return build_view(devices, reports, head=head, now=now(), stale_after=self._stale_after)
 
 
@@ -80,7 +90,7 @@ def run_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     subscription.start()
     try:
-        live = _LiveFleet(args, subscription.messages, stale_after)
+        live = _LiveFleet(args, subscription, stale_after)
         server = FleetServer(args.listen, live.view)
         server.start()
         host, port = server.address
