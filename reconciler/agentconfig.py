@@ -28,6 +28,7 @@ from reconciler.errors import Finding, ManifestError, UsageError
 from reconciler.model import Location, Policy
 from reconciler.policy import parse_policy
 from reconciler.redaction import redact_url
+from reconciler.report.broker import DEFAULT_INTERVAL, DEFAULT_TOPIC, Broker, report_config
 from reconciler.schemacheck import schema_findings
 from reconciler.statusconfig import DEFAULT_STATUS_LISTEN, check_listen, read_token
 from reconciler.units import parse_duration
@@ -56,6 +57,13 @@ KEYS: tuple[str, ...] = (
     "maxBackoff",
     "sourceTimeout",
     "allowRewind",
+    # fleet reporting (DESIGN.md §6; reconciler/report/)
+    "report",
+    "reportUsername",
+    "reportPasswordFile",
+    "reportCA",
+    "reportTopic",
+    "reportInterval",
 )
 """Every configuration key, in the order ``--help`` shows them."""
 
@@ -80,10 +88,23 @@ HELP: Mapping[str, str] = {
     "sourceTimeout": "timeout of one git operation (default 60s)",
     "allowRewind": "accept the tracked ref moving backwards or to another history: "
     "true|false (default false)",
+    "report": "MQTT broker to report status to: mqtt://HOST:1883 or mqtts://HOST:8883",
+    "reportUsername": "MQTT user name (usually the device id)",
+    "reportPasswordFile": "file holding the MQTT password (never logged)",
+    "reportCA": "CA file for mqtts:// (default: the system CAs)",
+    "reportTopic": "MQTT topic prefix (default fleetgate)",
+    "reportInterval": "longest time between two status reports (default 5m)",
 }
 
 _DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_DURATIONS = ("pollInterval", "healthTimeout", "maxDefer", "resyncInterval", "maxBackoff")
+_DURATIONS = (
+    "pollInterval",
+    "healthTimeout",
+    "maxDefer",
+    "resyncInterval",
+    "maxBackoff",
+    "reportInterval",
+)
 _DURATIONS_ALL = (*_DURATIONS, "sourceTimeout")
 _BOOLEANS = ("repairDrift", "allowRewind")
 
@@ -126,6 +147,9 @@ class AgentConfig:
     max_backoff: float = 300.0
     source_timeout: float = 60.0
     allow_rewind: bool = False
+    report: Broker | None = None  # fleet reporting over MQTT (credentials resolved)
+    report_topic: str = DEFAULT_TOPIC
+    report_interval: float = DEFAULT_INTERVAL
 
     @property
     def cache_dir(self) -> Path:
@@ -280,6 +304,7 @@ def _resolve(values: Mapping[str, _Value], hostname: str | None) -> AgentConfig:
             f"{watch.where}: watch folders import signed bundles only; set allowedSigners "
             "(an OpenSSH allowed signers file) as well"
         )
+    broker, topic = report_config({k: (v.value, v.where) for k, v in values.items()})
     return AgentConfig(
         device=device,
         repo=str(repo_v.value).strip(),
@@ -300,6 +325,9 @@ def _resolve(values: Mapping[str, _Value], hostname: str | None) -> AgentConfig:
         max_backoff=durations.get("maxBackoff", 300.0),
         source_timeout=durations.get("sourceTimeout", 60.0),
         allow_rewind=False if rewind is None else bool(rewind.value),
+        report=broker,
+        report_topic=topic,
+        report_interval=durations.get("reportInterval", DEFAULT_INTERVAL),
     )
 
 

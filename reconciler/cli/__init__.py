@@ -55,6 +55,7 @@ COMMANDS: tuple[str, ...] = (
     "history",
     "rollback",
     "bundle",
+    "fleet",
 )
 """Subcommand modules under ``reconciler.cli``, in the order ``--help`` lists them."""
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler.agent import Agent, FileStatus
+from reconciler.agent import Agent, FileStatus, StatusPublisher
 from reconciler.agentconfig import (
     HELP,
     KEYS,
@@ -74,10 +74,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"fleetgate: warning: {warning}", file=sys.stderr)
     runtime = DockerEngine(config.docker_host)
     store = StateStore(config.state_dir, config.device)
-    publisher = FileStatus(config.state_dir)
+    publisher: StatusPublisher = FileStatus(config.state_dir)
+    reporter = None  # fleet reporting (DESIGN.md §6): MQTT off the pass path
+    if config.report is not None:
+        from reconciler.report.mqtt import MqttReporter, ReportingPublisher  # noqa: PLC0415  # paho only when reporting
+
+        reporter = MqttReporter(
+            config.report, config.device, topic=config.report_topic, interval=config.report_interval
+        )
+        publisher = ReportingPublisher(publisher, reporter)
+        reporter.start()
     if args.once:
         status = Agent(config, runtime=runtime, store=store, publisher=publisher).run(once=True)
         runtime.close()
+        if reporter is not None:
+            reporter.stop()
         return EXIT_OK if status.outcome == "succeeded" else EXIT_FAILED
     wakeup = Wakeup()
     events_engine = DockerEngine(config.docker_host)
@@ -109,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         files.stop()
         watcher.stop()
         server.stop()
+        if reporter is not None:
+            reporter.stop()
         events_engine.close()
         runtime.close()
     return EXIT_OK

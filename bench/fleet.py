@@ -1,0 +1,202 @@
+"""Benchmark the fleet view: 10,000 retained statuses in a local Mosquitto.
+
+Set-up: a Mosquitto on a free 127.0.0.1 port (anonymous, in a temporary folder), a fleet
+folder with ``--devices`` device files (labels ``site``) and one stack, and one retained
+status + online message per device (published by one paho client).
+
+Measured, printed in one run:
+
+1. ``fleetgate fleet status --broker URL --repo DIR --output json`` as a subprocess: wall
+   time and the child's peak RSS (``ru_maxrss``), and that it listed every device.
+2. ``fleetgate fleet serve``: the latency of ``GET /api/fleet`` (median and max of
+   ``--requests`` requests) once the subscription holds every retained message.
+
+    .venv/bin/python bench/fleet.py [--devices 10000] [--requests 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+SHA = "d" * 40
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():  # type: ignore[operator]
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def mosquitto(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "max_queued_messages 100000"]
+    if os.geteuid() == 0:
+        lines.append("user root")
+    (folder / "m.conf").write_text("\n".join(lines) + "\n")
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen([binary, "-c", str(folder / "m.conf")], stderr=subprocess.DEVNULL)
+    wait(lambda: socket.create_connection(("127.0.0.1", port), 0.5).close() is None, 10, "broker")
+    return proc, port
+
+
+def fleet_repo(folder: Path, devices: int) -> Path:
+    repo = folder / "fleet"
+    (repo / "devices").mkdir(parents=True)
+    (repo / "stacks/s").mkdir(parents=True)
+    (repo / "stacks/s/compose.yaml").write_text("services:\n  x:\n    image: x\n")
+    for n in range(devices):
+        site = f"site-{n % 40:02d}"
+        (repo / f"devices/dev-{n:05d}.yaml").write_text(f"labels: {{site: {site}}}\nstacks: [s]\n")
+    return repo
+
+
+def seed(port: int, devices: int) -> float:
+    started = time.monotonic()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-seed")
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    last = None
+    for n in range(devices):
+        device = f"dev-{n:05d}"
+        status = {
+            "device": device,
+            "applied_revision": SHA,
+            "desired_revision": SHA,
+            "outcome": "succeeded" if n % 50 else "rolled-back",
+            "reason": "converged",
+            "heartbeat_at": now,
+            "services": [],
+            "failed_revisions": [],
+        }
+        client.publish(f"fleetgate/{device}/status", json.dumps(status), 1, True)
+        last = client.publish(f"fleetgate/{device}/online", b"true", 1, True)
+    assert last is not None
+    last.wait_for_publish(120)
+    client.disconnect()
+    client.loop_stop()
+    return time.monotonic() - started
+
+
+def fleet_status(port: int, repo: Path, devices: int) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "fleet",
+            "status",
+            "--broker",
+            f"mqtt://127.0.0.1:{port}",
+            "--repo",
+            str(repo),
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.monotonic() - started
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if done.returncode != 0:
+        raise SystemExit(f"fleet status failed: {done.stderr.strip()}")
+    document = json.loads(done.stdout)
+    reported = document["summary"]["reported"]
+    print(
+        f"fleet status: {wall:.2f} s wall, peak RSS {rss:.0f} MiB, "
+        f"{len(document['devices'])} devices, {reported} reported (of {devices})"
+    )
+
+
+def serve(port: int, repo: Path, requests: int) -> None:
+    listen = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "fleet",
+            "serve",
+            "--broker",
+            f"mqtt://127.0.0.1:{port}",
+            "--repo",
+            str(repo),
+            "--listen",
+            f"127.0.0.1:{listen}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def get() -> tuple[float, dict[str, object]]:
+            started = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", listen, timeout=60)
+            conn.request("GET", "/api/fleet")
+            body = conn.getresponse().read()
+            conn.close()
+            return time.monotonic() - started, json.loads(body)
+
+        wait(lambda: get()[1]["summary"]["reported"] > 0, 60, "fleet serve")  # type: ignore[index]
+        times = [get()[0] for _ in range(requests)]
+        print(
+            f"/api/fleet: median {statistics.median(times) * 1000:.0f} ms, "
+            f"max {max(times) * 1000:.0f} ms over {requests} requests"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fleetgate-bench-fleet-") as tmp:
+        folder = Path(tmp)
+        broker, port = mosquitto(folder)
+        try:
+            repo = fleet_repo(folder, args.devices)
+            print(f"seeded {args.devices} retained statuses in {seed(port, args.devices):.1f} s")
+            fleet_status(port, repo, args.devices)
+            serve(port, repo, args.requests)
+        finally:
+            broker.terminate()
+            broker.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

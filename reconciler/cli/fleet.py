@@ -1,0 +1,158 @@
+"""`fleetgate fleet status|serve`: every device of the repository with its last report.
+
+``fleet status (--broker URL | --from DIR) [--repo PATH]`` reads the retained
+``{topic}/+/status`` and ``{topic}/+/online`` messages of the broker (until none came
+for half a second) or a folder of ``<device>.json`` status files, joins them with the
+repository's devices at its head and prints a table by site, or with ``--output json``
+the fleet document of DESIGN.md §6. Filters: ``--selector k=v``, ``--outcome``,
+``--behind``. Invalid reports are one warning line each on stderr (the device is shown
+as never reporting). Exit 0; 1 when the broker cannot be read; 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli import EXIT_OK, add_output_flag, add_repo_flags, checkout_repo
+from reconciler.errors import SourceError, UsageError
+from reconciler.fleet.collect import read_folder
+from reconciler.fleet.reports import Report, reports_from_messages, shown
+from reconciler.fleet.table import render_text
+from reconciler.fleet.view import FleetView, build_view, filter_view, to_json
+from reconciler.manifests import load_repository
+from reconciler.report.broker import DEFAULT_TOPIC, Broker, check_topic, parse_broker, read_password
+from reconciler.source import is_url
+from reconciler.source.history import commit_info
+from reconciler.tree import RepoTree
+from reconciler.units import parse_duration
+
+MAX_SUBJECTS = 64  # distinct applied revisions whose commit subject is looked up
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "fleet", help="the whole fleet: every device with its last report (§6)"
+    )
+    sub = parser.add_subparsers(dest="fleet_command", metavar="COMMAND")
+    sub.required = True
+    status = sub.add_parser("status", help="every device of the repository, its last report")
+    source = status.add_mutually_exclusive_group(required=True)
+    source.add_argument("--broker", help="MQTT broker: mqtt://HOST:1883 or mqtts://HOST:8883")
+    source.add_argument("--from", dest="from_dir", help="folder of <device>.json status files")
+    add_broker_flags(status)
+    add_repo_flags(status)
+    add_output_flag(status)
+    status.add_argument(
+        "--selector", action="append", default=[], help="only devices with label k=v (repeat)"
+    )
+    status.add_argument(
+        "--outcome", action="append", default=[], help="only devices with this outcome (repeat)"
+    )
+    status.add_argument("--behind", action="store_true", help="only devices behind the head")
+    status.add_argument(
+        "--stale-after",
+        default="15m",
+        help="a report older than this is stale (default 15m: three report intervals)",
+    )
+    status.set_defaults(handler=run_status)
+    from reconciler.cli.fleetserve import register_serve  # noqa: PLC0415  # optional part
+
+    register_serve(sub)
+
+
+def add_broker_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--topic", default=DEFAULT_TOPIC, help="topic prefix (default fleetgate)")
+    parser.add_argument("--username", default=None, help="MQTT user name (a viewer)")
+    parser.add_argument("--password-file", default=None, help="file holding the MQTT password")
+    parser.add_argument("--ca", default=None, help="CA file for mqtts:// (default: system CAs)")
+
+
+def broker_of(args: argparse.Namespace) -> Broker:
+    broker = parse_broker(args.broker, "--broker")
+    if (args.username is None) != (args.password_file is None):
+        raise UsageError("--username and --password-file go together; pass both")
+    if args.ca is not None and not broker.tls:
+        raise UsageError("--ca needs an mqtts:// broker URL")
+    if args.ca is not None and not Path(args.ca).is_file():
+        raise UsageError(f"--ca {args.ca}: no such file")
+    password = None
+    if args.password_file is not None:
+        password = read_password(Path(args.password_file), "--password-file")
+    ca = Path(args.ca) if args.ca else None
+    return Broker(broker.host, broker.port, broker.tls, ca, args.username, password)
+
+
+def selector_of(items: list[str]) -> dict[str, str]:
+    selector: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--selector {shown(item)!r}: write LABEL=VALUE, e.g. site=plant-a")
+        selector[key] = value
+    return selector
+
+
+def repository_devices(repo: str, ref: str | None) -> tuple[dict[str, dict[str, str]], str | None]:
+    """The devices (id → labels) of the repository and its head commit."""
+    checkout = checkout_repo(repo, ref)
+    fleet, findings = load_repository(RepoTree(checkout.root), checkout.revision)
+    if findings:
+        print(
+            f"fleetgate: warning: {repo}: {len(findings)} validation findings; devices with "
+            "errors are missing (see fleetgate validate)",
+            file=sys.stderr,
+        )
+    devices = {d: dict(m.labels) for d, m in fleet.devices.items()}
+    return devices, checkout.revision
+
+
+def subjects_of(repo: str, view: FleetView) -> dict[str, str]:
+    """Commit subjects of the head and the applied revisions (local clones only)."""
+    if is_url(repo):
+        return {}
+    wanted = {r.applied for r in (*view.devices, *view.unknown) if r.applied}
+    if view.head:
+        wanted.add(view.head)
+    subjects: dict[str, str] = {}
+    for sha in sorted(wanted)[:MAX_SUBJECTS]:
+        if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
+            continue
+        try:
+            subjects[sha] = commit_info(Path(repo), sha).subject
+        except SourceError:
+            continue
+    return subjects
+
+
+def collect(args: argparse.Namespace) -> tuple[Mapping[str, Report], tuple[str, ...]]:
+    if args.from_dir is not None:
+        return read_folder(Path(args.from_dir))
+    from reconciler.report.mqtt import read_retained  # noqa: PLC0415  # paho only when asked
+
+    topic = check_topic(args.topic, "--topic")
+    return reports_from_messages(read_retained(broker_of(args), topic), topic)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    try:
+        stale_after = parse_duration(args.stale_after)
+    except ValueError as e:
+        raise UsageError(f"--stale-after: {e}") from None
+    selector = selector_of(args.selector)
+    devices, head = repository_devices(args.repo, args.ref)
+    reports, problems = collect(args)
+    view = build_view(devices, reports, head=head, now=datetime.now(UTC), stale_after=stale_after)
+    view = filter_view(view, selector=selector, outcomes=args.outcome, behind=args.behind)
+    for problem in problems:
+        print(f"fleetgate: warning: {problem}", file=sys.stderr)
+    if args.output == "json":
+        print(json.dumps(to_json(view), indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(render_text(view, subjects_of(args.repo, view)))
+    return EXIT_OK

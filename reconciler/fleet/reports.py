@@ -1,0 +1,88 @@
+"""What devices reported, parsed and checked (pure): MQTT messages or status files.
+
+A report is untrusted input: anything that is not a status document of
+``fleetgate status --output json`` for the device it claims to be is dropped with one
+problem line, and the device is shown as never having reported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from reconciler.status import status_from_json
+
+DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+MAX_REPORT = 1 << 20  # bytes: a status is a few KiB; anything larger is not one
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One device's latest report: the status document (as sent) and its presence."""
+
+    device: str
+    status: Mapping[str, Any] | None = None
+    online: bool | None = None  # None: not known (status files carry no presence)
+    received_at: datetime | None = None  # when the file was written (status files only)
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """``text`` safe for one terminal line: control characters escaped, length capped."""
+    cut = text if len(text) <= limit else text[:limit] + "…"
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in cut)
+
+
+def parse_status(device: str, payload: bytes, where: str) -> tuple[Mapping[str, Any] | None, str]:
+    """The status document in ``payload`` for ``device``, or ``None`` and one problem line."""
+    if len(payload) > MAX_REPORT:
+        return None, f"{where}: larger than {MAX_REPORT} bytes; not a status, ignored"
+    try:
+        document = json.loads(payload)
+    except UnicodeDecodeError:
+        return None, f"{where}: not UTF-8 text; ignored"
+    except json.JSONDecodeError as e:
+        return None, f"{where}:{e.lineno}: not valid JSON ({e.msg}); ignored"
+    except RecursionError:
+        return None, f"{where}: nested too deeply; ignored"
+    if not isinstance(document, dict):
+        return None, f"{where}: not a status document (a JSON object); ignored"
+    try:
+        status_from_json(document)
+    except (ValueError, RecursionError) as e:
+        return None, f"{where}: {shown(str(e), 120)}; ignored"
+    if document.get("device") != device:
+        claimed = shown(str(document.get("device")), 64)
+        return None, f"{where}: status of device {claimed!r} under {device!r}; ignored"
+    return document, ""
+
+
+def reports_from_messages(
+    messages: Mapping[str, bytes], prefix: str
+) -> tuple[dict[str, Report], tuple[str, ...]]:
+    """``{prefix}/{device}/status|online`` retained messages as reports, plus problems."""
+    statuses: dict[str, Mapping[str, Any] | None] = {}
+    online: dict[str, bool | None] = {}
+    problems: list[str] = []
+    for topic in sorted(messages):
+        rest = topic[len(prefix) + 1 :] if topic.startswith(prefix + "/") else ""
+        device, _, kind = rest.partition("/")
+        if not DEVICE_ID.match(device) or kind not in ("status", "online"):
+            problems.append(f"topic {shown(topic)!r}: not a device's status or online; ignored")
+            continue
+        payload = messages[topic]
+        if kind == "online":
+            value = payload.strip().lower()
+            online[device] = True if value == b"true" else False if value == b"false" else None
+            if online[device] is None:
+                problems.append(f"topic {topic}: online is not true or false; ignored")
+            continue
+        document, problem = parse_status(device, payload, f"topic {topic}")
+        statuses[device] = document
+        if problem:
+            problems.append(problem)
+    reports = {d: Report(d, statuses.get(d), online.get(d)) for d in sorted({*statuses, *online})}
+    return reports, tuple(problems)

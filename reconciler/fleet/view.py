@@ -1,0 +1,206 @@
+"""The fleet view (pure): every device of the repository with its last report.
+
+``build_view`` joins the devices (id, labels) with the reports; ``summary`` counts them
+by category, wave and outcome; ``to_json`` is the ``fleet status --output json`` /
+``/api/fleet`` document of DESIGN.md §6. Waves come with staged rollout (a later issue):
+until then every device's ``wave`` is ``""``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from reconciler.fleet.reports import Report
+from reconciler.model import parse_rfc3339, rfc3339
+
+FAILED = frozenset({"failed", "failed-no-change", "rollback-failed", "rejected"})
+CATEGORIES = ("on_head", "behind", "failed", "rolled_back", "offline", "waiting", "silent")
+"""Summary categories; a device can be in several (behind and waiting, say)."""
+DEFAULT_STALE_AFTER = 900.0  # three default report intervals
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """One device as the fleet view shows it (``status`` is the document it sent)."""
+
+    device: str
+    wave: str = ""
+    labels: Mapping[str, str] | None = None
+    online: bool | None = None
+    last_report_at: datetime | None = None
+    stale: bool | None = None  # None: never reported
+    status: Mapping[str, Any] | None = None
+
+    @property
+    def outcome(self) -> str | None:
+        value = self.status.get("outcome") if self.status else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def applied(self) -> str | None:
+        value = self.status.get("applied_revision") if self.status else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def pending(self) -> Mapping[str, Any] | None:
+        value = self.status.get("pending_update") if self.status else None
+        return value if isinstance(value, dict) else None
+
+    def categories(self, head: str | None) -> frozenset[str]:
+        if self.status is None:
+            return frozenset({"silent"})
+        found: set[str] = set()
+        if head is not None:
+            found.add("on_head" if self.applied == head else "behind")
+        if self.outcome in FAILED:
+            found.add("failed")
+        if self.outcome == "rolled-back":
+            found.add("rolled_back")
+        if self.online is False or self.stale:
+            found.add("offline")
+        if self.pending is not None or self.outcome == "waiting":
+            found.add("waiting")
+        return frozenset(found)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetView:
+    """The repository's devices (sorted) and the reporters it does not know."""
+
+    head: str | None
+    devices: tuple[DeviceRow, ...]
+    unknown: tuple[DeviceRow, ...] = ()
+    generated_at: datetime | None = None
+
+
+def _last_report(report: Report) -> datetime | None:
+    status = report.status or {}
+    for key in ("heartbeat_at", "pass_finished_at"):
+        value = status.get(key)
+        if isinstance(value, str):
+            try:
+                return parse_rfc3339(value)
+            except ValueError:
+                continue
+    return report.received_at
+
+
+def _row(
+    device: str,
+    labels: Mapping[str, str] | None,
+    report: Report | None,
+    now: datetime,
+    stale_after: float,
+) -> DeviceRow:
+    if report is None:
+        return DeviceRow(device, labels=labels)
+    last = _last_report(report)
+    stale = None
+    if report.status is not None:
+        stale = last is None or now - last > timedelta(seconds=stale_after)
+    return DeviceRow(device, "", labels, report.online, last, stale, report.status)
+
+
+def build_view(
+    devices: Mapping[str, Mapping[str, str]],
+    reports: Mapping[str, Report],
+    *,
+    head: str | None,
+    now: datetime,
+    stale_after: float = DEFAULT_STALE_AFTER,
+) -> FleetView:
+    """``devices`` maps each device id of the repository to its labels."""
+    rows = tuple(
+        _row(d, dict(devices[d]), reports.get(d), now, stale_after) for d in sorted(devices)
+    )
+    unknown = tuple(
+        _row(d, None, reports[d], now, stale_after) for d in sorted(reports) if d not in devices
+    )
+    return FleetView(head, rows, unknown, now)
+
+
+def matches(row: DeviceRow, selector: Mapping[str, str]) -> bool:
+    labels = row.labels or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def filter_view(
+    view: FleetView,
+    *,
+    selector: Mapping[str, str] | None = None,
+    outcomes: Iterable[str] = (),
+    behind: bool = False,
+) -> FleetView:
+    """The devices that match every given filter (``--selector``, ``--outcome``, ``--behind``)."""
+    wanted = frozenset(outcomes)
+
+    def keep(row: DeviceRow) -> bool:
+        if selector and not matches(row, selector):
+            return False
+        if wanted and (row.outcome or "none") not in wanted:
+            return False
+        return not behind or "behind" in row.categories(view.head)
+
+    return replace(view, devices=tuple(r for r in view.devices if keep(r)))
+
+
+def summary(view: FleetView) -> dict[str, Any]:
+    """Counts: total, per category, per outcome, per wave and outcome."""
+    categories: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
+    waves: dict[str, Counter[str]] = {}
+    for row in view.devices:
+        categories.update(row.categories(view.head))
+        outcome = row.outcome or "none"
+        outcomes[outcome] += 1
+        waves.setdefault(row.wave, Counter())[outcome] += 1
+    return {
+        "devices": len(view.devices),
+        "reported": sum(1 for r in view.devices if r.status is not None),
+        **{name: categories[name] for name in CATEGORIES},
+        "outcomes": dict(sorted(outcomes.items())),
+        "waves": {w: dict(sorted(c.items())) for w, c in sorted(waves.items())},
+        "unknown_devices": len(view.unknown),
+    }
+
+
+def rollout(view: FleetView) -> list[dict[str, Any]]:
+    """Per applied revision: how many devices run it, wait for a window, rolled back."""
+    by_revision: dict[str | None, Counter[str]] = {}
+    for row in view.devices:
+        counts = by_revision.setdefault(row.applied, Counter())
+        counts["devices"] += 1
+        for category in row.categories(view.head):
+            counts[category] += 1
+    return [
+        {"revision": rev, "head": rev is not None and rev == view.head, **dict(counts)}
+        for rev, counts in sorted(by_revision.items(), key=lambda kv: -kv[1]["devices"])
+    ]
+
+
+def _row_json(row: DeviceRow) -> dict[str, Any]:
+    return {
+        "device": row.device,
+        "wave": row.wave,
+        "labels": dict(row.labels) if row.labels is not None else {},
+        "online": row.online,
+        "last_report_at": rfc3339(row.last_report_at) if row.last_report_at else None,
+        "stale": row.stale,
+        "status": dict(row.status) if row.status is not None else None,
+    }
+
+
+def to_json(view: FleetView) -> dict[str, Any]:
+    """The fleet document (DESIGN.md §6): devices, summary, unknown_devices."""
+    return {
+        "head_revision": view.head,
+        "generated_at": rfc3339(view.generated_at) if view.generated_at else None,
+        "devices": [_row_json(r) for r in view.devices],
+        "summary": summary(view),
+        "rollout": rollout(view),
+        "unknown_devices": [_row_json(r) for r in view.unknown],
+    }

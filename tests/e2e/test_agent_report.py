@@ -1,0 +1,147 @@
+"""Fleet reporting end to end: agents as processes, a git daemon, the real engine and a
+real Mosquitto; ``fleetgate fleet status`` reads what they report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.gitserver import GitDaemon
+from support.mqtt import Mosquitto, running_broker
+from support.wait import wait_for
+
+from e2e.agentproc import AgentProcess, Fleet
+from reconciler.report.broker import parse_broker
+from reconciler.report.mqtt import read_retained
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+Start = Callable[..., AgentProcess]
+CANARY = "canary-7f3e9b1c-secret"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    with running_broker(tmp_path / "broker") as b:
+        yield b
+
+
+def _config(fleet: Fleet, daemon: GitDaemon, broker: Mosquitto) -> dict[str, object]:
+    return {
+        "device": fleet.device,
+        "repo": daemon.url(fleet.name),
+        "pollInterval": "1s",
+        "maxBackoff": "3s",
+        "report": broker.url,
+        "reportInterval": "2s",
+    }
+
+
+def _retained(broker: Mosquitto) -> dict[str, bytes]:
+    return dict(read_retained(parse_broker(broker.url, "test"), quiet=0.3, timeout=5))
+
+
+def _reported(broker: Mosquitto, device: str, revision: str) -> dict[str, Any]:
+    payload = _retained(broker).get(f"fleetgate/{device}/status")
+    status: dict[str, Any] = json.loads(payload) if payload else {}
+    ok = status.get("applied_revision") == revision and status.get("outcome") == "succeeded"
+    return status if ok else {}
+
+
+class TestAgentReports:
+    def test_fleet_status_shows_reports_presence_and_silent_devices(
+        self, fleet: Fleet, daemon: GitDaemon, broker: Mosquitto, start_agent: Start
+    ) -> None:
+        """An agent's report reaches fleet status; a kill -9 turns it offline by last will;
+        the retained status carries no secret value; a never-reporting device is listed."""
+        head = fleet.commit(
+            greeting=CANARY,
+            message="add a silent device",
+            extra={"devices/silent-one.yaml": "stacks: [app]\n"},
+        )
+        agent = start_agent(**_config(fleet, daemon, broker))
+        wait_for(lambda: _reported(broker, fleet.device, head), timeout=120, what="a report")
+        everything = b"".join(_retained(broker).values())
+        assert CANARY.encode() not in everything
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "fleet",
+                "status",
+                "--broker",
+                broker.url,
+                "--repo",
+                str(fleet.origin.path),
+                "--output",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        rows = {r["device"]: r for r in json.loads(done.stdout)["devices"]}
+        assert rows[fleet.device]["status"]["applied_revision"] == head
+        assert rows[fleet.device]["online"] is True
+        assert rows["silent-one"]["status"] is None
+        text = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "fleet",
+                "status",
+                "--broker",
+                broker.url,
+                "--repo",
+                str(fleet.origin.path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        ).stdout
+        assert "add a silent device (head)" in text and "never reported" in text
+        agent.kill()
+        wait_for(
+            lambda: _retained(broker).get(f"fleetgate/{fleet.device}/online") == b"false",
+            timeout=15,
+            what="the last will",
+        )
+
+    def test_broker_down_never_delays_a_pass_and_catches_up(
+        self, fleet: Fleet, daemon: GitDaemon, broker: Mosquitto, start_agent: Start
+    ) -> None:
+        """With the broker stopped the agent converges as usual; back, it reports the latest."""
+        broker.stop()
+        agent = start_agent(**_config(fleet, daemon, broker))
+        wait_for(
+            lambda: (
+                agent.status().get("applied_revision") == fleet.head
+                and agent.status().get("outcome") == "succeeded"
+            ),
+            timeout=120,
+            what="convergence without a broker",
+        )
+        pushed = time.monotonic()
+        head = fleet.commit(greeting="two")
+        wait_for(
+            lambda: (
+                agent.status().get("applied_revision") == head
+                and agent.status().get("outcome") == "succeeded"
+            ),
+            timeout=90,
+            what="the pushed commit without a broker",
+        )
+        print(f"\npush -> converged with the broker down: {time.monotonic() - pushed:.1f}s")
+        broker.start()
+        wait_for(lambda: _reported(broker, fleet.device, head), timeout=90, what="catch-up")

@@ -1,0 +1,135 @@
+"""The pure fleet view: join, categories, summary, filters, JSON document, text table."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from reconciler.fleet.reports import Report, reports_from_messages
+from reconciler.fleet.table import render_text
+from reconciler.fleet.view import build_view, filter_view, summary, to_json
+
+HEAD = "a" * 40
+OLD = "b" * 40
+NOW = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
+DEVICES = {
+    "d1": {"site": "plant-a", "ring": "lab"},
+    "d2": {"site": "plant-a"},
+    "d3": {"site": "plant-b"},
+    "d4": {},
+}
+
+
+def _status(device: str, applied: str, outcome: str, **extra: object) -> dict[str, object]:
+    return {
+        "device": device,
+        "applied_revision": applied,
+        "outcome": outcome,
+        "reason": f"{outcome} here",
+        "heartbeat_at": (NOW - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **extra,
+    }
+
+
+REPORTS = {
+    "d1": Report("d1", _status("d1", HEAD, "succeeded"), True),
+    "d2": Report(
+        "d2",
+        _status(
+            "d2",
+            OLD,
+            "waiting",
+            pending_update={"revision": HEAD, "reason": "window", "next_window": None},
+        ),
+        True,
+    ),
+    "d3": Report("d3", _status("d3", OLD, "rolled-back"), False),
+    "x9": Report("x9", _status("x9", HEAD, "failed"), True),
+}
+
+
+class TestBuildView:
+    def test_every_repository_device_is_listed_and_strangers_apart(self) -> None:
+        """Devices of the repository are rows (never-reporting ones too); others are unknown."""
+        view = build_view(DEVICES, REPORTS, head=HEAD, now=NOW)
+        assert [r.device for r in view.devices] == ["d1", "d2", "d3", "d4"]
+        assert view.devices[3].status is None and view.devices[3].stale is None
+        assert [r.device for r in view.unknown] == ["x9"]
+
+    def test_categories_and_summary(self) -> None:
+        """On head, behind, waiting, rolled back, offline and silent are counted per device."""
+        counts = summary(build_view(DEVICES, REPORTS, head=HEAD, now=NOW))
+        assert counts["devices"] == 4 and counts["reported"] == 3
+        assert (counts["on_head"], counts["behind"], counts["waiting"]) == (1, 2, 1)
+        assert (counts["rolled_back"], counts["offline"], counts["silent"]) == (1, 1, 1)
+        assert counts["outcomes"] == {"none": 1, "rolled-back": 1, "succeeded": 1, "waiting": 1}
+        assert counts["waves"] == {"": counts["outcomes"]}
+        assert counts["unknown_devices"] == 1
+
+    def test_an_old_report_is_stale(self) -> None:
+        """A report older than stale_after is stale and counts as offline."""
+        view = build_view(DEVICES, REPORTS, head=HEAD, now=NOW + timedelta(hours=1))
+        assert all(r.stale for r in view.devices if r.status is not None)
+        assert summary(view)["offline"] == 3
+
+    def test_filters(self) -> None:
+        """--selector, --outcome and --behind keep only the matching devices."""
+        view = build_view(DEVICES, REPORTS, head=HEAD, now=NOW)
+        pick = filter_view(view, selector={"site": "plant-a"})
+        assert [r.device for r in pick.devices] == ["d1", "d2"]
+        assert [r.device for r in filter_view(view, behind=True).devices] == ["d2", "d3"]
+        assert [r.device for r in filter_view(view, outcomes=["none"]).devices] == ["d4"]
+
+    def test_json_document_follows_the_contract(self) -> None:
+        """The document has devices with the §6 fields, a summary and unknown devices."""
+        document = json.loads(json.dumps(to_json(build_view(DEVICES, REPORTS, head=HEAD, now=NOW))))
+        first = document["devices"][0]
+        assert set(first) == {
+            "device",
+            "wave",
+            "labels",
+            "online",
+            "last_report_at",
+            "stale",
+            "status",
+        }
+        assert first["wave"] == "" and first["status"] == REPORTS["d1"].status
+        assert document["devices"][3]["status"] is None
+        assert document["unknown_devices"][0]["device"] == "x9"
+        assert document["rollout"][0] == {
+            "revision": OLD,
+            "head": False,
+            "devices": 2,
+            "behind": 2,
+            "waiting": 1,
+            "rolled_back": 1,
+            "offline": 1,
+        }
+
+
+class TestTable:
+    def test_grouped_by_site_with_subject_and_head_marker(self) -> None:
+        """The table groups by site and shows short SHA, subject and whether it is the head."""
+        text = render_text(build_view(DEVICES, REPORTS, head=HEAD, now=NOW), {HEAD: "ship it"})
+        assert text.index("site plant-a") < text.index("site plant-b")
+        assert "aaaaaaaaaaaa ship it (head)" in text
+        assert "bbbbbbbbbbbb (behind)" in text
+        assert "never reported" in text
+        assert "reporting, but not in the repository" in text
+
+
+class TestMessages:
+    def test_retained_messages_become_reports(self) -> None:
+        """status and online topics join per device; junk topics are one problem each."""
+        messages = {
+            "fleetgate/d1/status": json.dumps(_status("d1", HEAD, "succeeded")).encode(),
+            "fleetgate/d1/online": b"false",
+            "fleetgate/d2/online": b"true",
+            "fleetgate/D%/status": b"{}",
+            "fleetgate/d3/status": b"not json",
+        }
+        reports, problems = reports_from_messages(messages, "fleetgate")
+        assert reports["d1"].online is False and reports["d1"].status is not None
+        assert reports["d2"].status is None and reports["d2"].online is True
+        assert reports["d3"].status is None
+        assert len(problems) == 2
