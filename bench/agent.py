@@ -47,13 +47,13 @@ from typing import Any
 import docker
 import yaml
 
-from reconciler.agent import Agent, FileStatus
-from reconciler.agentconfig import load_config
-from reconciler.engine import DockerEngine
-from reconciler.logs import configure_logging
-from reconciler.statushttp import StatusServer
+from reconciler.agent.config import load_config
+from reconciler.agent.loop import Agent, FileStatus
+from reconciler.agent.triggers import EngineEventWatch, Wakeup
+from reconciler.engine.docker import DockerEngine
+from reconciler.report.http import StatusServer
+from reconciler.report.logs import configure_logging
 from reconciler.store import StateStore
-from reconciler.triggers import EngineEventWatch, Wakeup
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"

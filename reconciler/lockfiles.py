@@ -4,7 +4,7 @@ An application that mounts ``FLEETGATE_LOCK_DIR`` creates ``updates.lock`` in it
 defer updates of its stack; the folders live under ``{state}/locks/{device}/<stack>/``.
 The agent keeps each lock's deferral clock in ``{state}/devices/{device}/locks.json``.
 ``plan`` and ``apply`` read both exactly as the agent does (never writing the clocks),
-then :func:`reconciler.gates.lock_gate` decides.
+then :func:`reconciler.decide.gates.lock_gate` decides.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from reconciler.gates import LOCK_FILE
+from reconciler.decide.gates import LOCK_FILE
 from reconciler.model import parse_rfc3339
 
 

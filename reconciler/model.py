@@ -110,7 +110,7 @@ UpdateStrategy = Literal["download-then-kill", "kill-then-download"]
 class StackManifest:
     """A stack directory: the raw Compose document plus the optional ``stack.yaml``.
 
-    ``compose`` is the parsed Compose file as :class:`reconciler.yamlio.LineDict`
+    ``compose`` is the parsed Compose file as :class:`reconciler.manifests.yamlio.LineDict`
     (line numbers kept) so render and validate can report ``path:line``.
     """
 

@@ -1,4 +1,4 @@
-"""An in-memory container engine implementing :class:`reconciler.runtime.Runtime`.
+"""An in-memory container engine implementing :class:`reconciler.engine.port.Runtime`.
 
 It behaves like the Docker engine where the planner's correctness depends on it:
 names are unique, creating needs the image present, removing needs the container
@@ -23,6 +23,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from reconciler.engine.port import ProgressCallback
 from reconciler.errors import EngineError, ImageUnavailable, NameConflict
 from reconciler.model import (
     ContainerState,
@@ -39,8 +40,7 @@ from reconciler.model import (
     StackSpec,
     VolumeSpec,
 )
-from reconciler.plan import image_present
-from reconciler.runtime import ProgressCallback
+from reconciler.plan.planner import image_present
 
 Health = Literal["starting", "healthy", "unhealthy"]
 

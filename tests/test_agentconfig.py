@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.agentconfig import KEYS, env_name, flag_name, load_config
+from reconciler.agent.config import KEYS, env_name, flag_name, load_config
 from reconciler.cli import main
 from reconciler.errors import UsageError
 from reconciler.model import Policy

@@ -12,10 +12,11 @@ import structlog
 from fakes import DEVICE, FakeContainer, FakeRuntime, container_of, desired, service, stack
 from structlog.testing import capture_logs
 
-from reconciler.apply import ApplyResult, ConfigReader, apply
+from reconciler.engine.apply import ApplyResult, ConfigReader, apply
 from reconciler.errors import EngineError, HealthError, ImageUnavailable, SourceError
+from reconciler.manifests.tree import RepoTree
 from reconciler.model import ConfigFile, Dependency, DesiredState
-from reconciler.plan import (
+from reconciler.plan.planner import (
     MaterializeConfig,
     Plan,
     PullImage,
@@ -23,7 +24,6 @@ from reconciler.plan import (
     WaitHealthy,
     plan,
 )
-from reconciler.tree import RepoTree
 
 Condition = Literal["service_started", "service_healthy", "service_completed_successfully"]
 

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from support.gitserver import Origin, git
 
-from reconciler.bundle import GIT_BUNDLE, MANIFEST, SIGNATURE
 from reconciler.cli import bundle as bundle_cmd
 from reconciler.errors import SignatureError, SourceError
 from reconciler.source import open_source
@@ -25,6 +24,7 @@ from reconciler.source.bundle import (
     import_bundle,
     mirror_path,
 )
+from reconciler.source.bundle_format import GIT_BUNDLE, MANIFEST, SIGNATURE
 
 FIXTURE = Path(__file__).parent / "fixtures" / "impact"
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)

@@ -12,12 +12,12 @@ import structlog
 from structlog.testing import capture_logs
 from support import tarforge
 
-from reconciler.agentconfig import AgentConfig
-from reconciler.agentsource import AgentSource
-from reconciler.bundle import MAX_FILE, Member, parse_header
+from reconciler.agent.config import AgentConfig
+from reconciler.agent.source import AgentSource
 from reconciler.errors import SourceError
 from reconciler.record import DeviceRecord
 from reconciler.source.bundle import BUNDLE_REPO
+from reconciler.source.bundle_format import MAX_FILE, Member, parse_header
 from reconciler.source.bundletar import scan_bundle
 
 

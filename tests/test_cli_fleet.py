@@ -16,7 +16,7 @@ from support.wait import wait_for
 
 from reconciler.report.broker import Broker, parse_broker
 from reconciler.report.mqtt import MqttReporter
-from reconciler.status import Status
+from reconciler.report.status import Status
 
 USERS = {"d1": "pw1", "d2": "pw2", "stranger": "pw3", VIEWER: "viewer-pw"}
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from support.compose import DOCKER_COMPOSE
 
-from reconciler.compose import NormalizedStack, normalize_compose
-from reconciler.compose_context import StackContext
-from reconciler.interpolation import interpolate_document
+from reconciler.manifests.tree import RepoTree
+from reconciler.manifests.yamlio import parse_yaml
 from reconciler.model import (
     DeviceMapping,
     DeviceRequest,
@@ -23,8 +22,9 @@ from reconciler.model import (
     ServiceSpec,
     Ulimit,
 )
-from reconciler.tree import RepoTree
-from reconciler.yamlio import parse_yaml
+from reconciler.render.compose.context import StackContext
+from reconciler.render.compose.document import NormalizedStack, normalize_compose
+from reconciler.render.interpolation import interpolate_document
 
 VARS = {"TZ": "Europe/Berlin", "PORT": "8080"}
 

@@ -9,12 +9,12 @@ from typing import Any
 
 from support.compose import DOCKER_COMPOSE
 
-from reconciler.compose import normalize_compose
-from reconciler.compose_context import StackContext
-from reconciler.interpolation import interpolate_document
-from reconciler.tree import RepoTree
+from reconciler.manifests.tree import RepoTree
+from reconciler.manifests.yamlio import parse_yaml
+from reconciler.render.compose.context import StackContext
+from reconciler.render.compose.document import normalize_compose
+from reconciler.render.interpolation import interpolate_document
 from reconciler.units import parse_bytes, parse_duration
-from reconciler.yamlio import parse_yaml
 
 VARIABLES = {"TAG": "1.2", "LEVEL": "", "PORT": "8443"}
 

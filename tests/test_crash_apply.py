@@ -22,8 +22,8 @@ from support.registry import Registry
 from test_cli_apply import fleetgate, target
 from test_reconcile import FleetRepo
 
-from reconciler.reconcile import build_desired
-from reconciler.tree import RepoTree
+from reconciler.manifests.tree import RepoTree
+from reconciler.reconcile.run import build_desired
 
 pytestmark = pytest.mark.docker
 

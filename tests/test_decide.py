@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 from fakes import desired, service, stack
 
-from reconciler.decide import FailedWait, Gates, LockWait, WindowWait, decide
+from reconciler.decide.passplan import FailedWait, Gates, LockWait, WindowWait, decide
+from reconciler.decide.rollout import fingerprint
 from reconciler.model import DesiredState, UpdateWindow
 from reconciler.record import DeviceRecord, RevisionMark
-from reconciler.rollout import fingerprint
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # a Wednesday
 SATURDAY = (UpdateWindow(("sat",), "01:00", "02:00", "UTC"),)

@@ -8,7 +8,7 @@ import docker
 import pytest
 from support.wait import wait_for
 
-from reconciler.engine import DockerEngine
+from reconciler.engine.docker import DockerEngine
 from reconciler.errors import EngineError, NameConflict
 from reconciler.model import (
     Healthcheck,

@@ -9,7 +9,7 @@ import docker
 import pytest
 from support.registry import Registry, free_port
 
-from reconciler.engine import DockerEngine, one_line
+from reconciler.engine.docker import DockerEngine, one_line
 from reconciler.errors import ImageUnavailable
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import docker
 import pytest
 
-from reconciler.engine import DockerEngine
+from reconciler.engine.docker import DockerEngine
 from reconciler.model import (
     DeviceMapping,
     DeviceRequest,

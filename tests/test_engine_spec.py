@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler import engine_spec
+from reconciler.engine import spec as engine_spec
 from reconciler.model import (
     DeviceMapping,
     DeviceRequest,

@@ -20,7 +20,7 @@ from support.wait import wait_for
 
 from reconciler.report.broker import parse_broker
 from reconciler.report.mqtt import MqttReporter
-from reconciler.status import Status
+from reconciler.report.status import Status
 
 SHA = "c" * 40
 

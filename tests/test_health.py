@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from fakes import FakeContainer, FakeRuntime, container_of, desired, service, stack
 
-from reconciler.health import assess, baseline_restarts, gate_timeout, verify
+from reconciler.engine.health import assess, baseline_restarts, gate_timeout, verify
 from reconciler.model import ObservedState
 
 

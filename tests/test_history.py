@@ -12,7 +12,7 @@ import pytest
 from support.gitserver import Origin, git
 
 from reconciler.cli import history as history_cmd
-from reconciler.history import could_touch
+from reconciler.review.history import could_touch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "impact"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.impact_scope import Side, assess, devices_in_scope, read_side
-from reconciler.tree import RepoTree
+from reconciler.manifests.tree import RepoTree
+from reconciler.review.scope import Side, assess, devices_in_scope, read_side
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from bench.validate import generate

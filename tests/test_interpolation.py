@@ -14,21 +14,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.compose import DOCKER_COMPOSE
 
-from reconciler.interpolation import (
+from reconciler.manifests.yamlio import LineDict, LineList, parse_yaml
+from reconciler.render.interpolation import (
     InvalidTemplate,
     RequiredVariable,
     interpolate_document,
     referenced_variables,
     substitute,
 )
-from reconciler.yamlio import LineDict, LineList, parse_yaml
 
 VARS = {"SET": "val", "EMPTY": ""}
 
 # ----------------------------------------------------------------- reference evaluator
 # A literal port of compose-go v2's template.SubstituteWithOptions (regex +
 # ReplaceAllStringFunc + getFirstBraceClosingIndex + sorted substitution functions, first
-# error wins), written independently of reconciler.interpolation's parser.
+# error wins), written independently of reconciler.render.interpolation's parser.
 _PATTERN = re.compile(
     r"\$(?:(?P<escaped>\$)|(?P<named>[_a-z][_a-z0-9]*)"
     r"|\{(?:(?P<braced>[_a-z][_a-z0-9]*(?::?[-+?](.*))?)\}|(?P<invalid>)))",

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from reconciler.manifests import load_repository
-from reconciler.schemacheck import SCHEMA_KINDS
-from reconciler.tree import RepoTree
+from reconciler.manifests.repository import load_repository
+from reconciler.manifests.schema import SCHEMA_KINDS
+from reconciler.manifests.tree import RepoTree
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCHEMAS = Path(__file__).parent.parent / "reconciler" / "schemas"

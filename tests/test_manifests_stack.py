@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.manifests import load_repository
-from reconciler.tree import RepoTree
+from reconciler.manifests.repository import load_repository
+from reconciler.manifests.tree import RepoTree
 
 
 def stack(root: Path, compose: str, extra: dict[str, str] | None = None) -> list[str]:

@@ -14,7 +14,7 @@ from reconciler.model import (
     ObservedImage,
     StackSpec,
 )
-from reconciler.plan import (
+from reconciler.plan.planner import (
     CreateContainer,
     EnsureDirectory,
     MaterializeConfig,

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_plan_properties import SETTINGS, desired_states, engines
 
-from reconciler.plan import DESTRUCTIVE_KINDS, image_present, plan, pull_ahead
+from reconciler.plan.planner import DESTRUCTIVE_KINDS, image_present, plan, pull_ahead
 
 
 class TestPullAhead:

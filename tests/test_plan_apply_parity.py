@@ -18,13 +18,13 @@ from fakes import DEVICE, FakeRuntime, desired
 from test_plan_fixtures import FIXTURES, _desired, _runtime
 from test_reconcile import FakeClock
 
-from reconciler.convergence import observe_host, steps_toward
-from reconciler.decide import Gates, decide
+from reconciler.decide.passplan import Gates, decide
+from reconciler.manifests.tree import RepoTree
 from reconciler.model import DesiredState, UpdateWindow
-from reconciler.reconcile import reconcile_desired
+from reconciler.reconcile.converge import observe_host, steps_toward
+from reconciler.reconcile.run import reconcile_desired
 from reconciler.record import DeviceRecord, RevisionMark
 from reconciler.store import StateStore
-from reconciler.tree import RepoTree
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)  # a Wednesday, outside SATURDAY
 SATURDAY = (UpdateWindow(("sat",), "01:00", "02:00", "UTC"),)

@@ -32,7 +32,7 @@ import yaml
 from fakes import DEVICE, FakeContainer, FakeRuntime, container_of, desired, service, stack
 
 from reconciler.model import Dependency, DesiredState, NetworkAttachment, NetworkSpec, VolumeSpec
-from reconciler.plan import plan
+from reconciler.plan.planner import plan
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures" / "plan").glob("*.yaml"))
 

@@ -18,7 +18,7 @@ from fakes import DEVICE, FakeContainer, FakeRuntime, container_of, desired, ser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.apply import apply
+from reconciler.engine.apply import apply
 from reconciler.model import (
     ConfigFile,
     ContainerState,
@@ -28,7 +28,7 @@ from reconciler.model import (
     NetworkSpec,
     VolumeSpec,
 )
-from reconciler.plan import (
+from reconciler.plan.planner import (
     DESTRUCTIVE_KINDS,
     RemoveContainer,
     RemoveNetwork,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.manifests.policy import host_path_allowed, image_registry, narrow, parse_policy
+from reconciler.manifests.policy_rules import device_allowed, volume_host_source
+from reconciler.manifests.tree import RepoTree
+from reconciler.manifests.validate import check_fleet
 from reconciler.model import Location, Policy, VolumeSpec
-from reconciler.policy import host_path_allowed, image_registry, narrow, parse_policy
-from reconciler.policy_rules import device_allowed, volume_host_source
-from reconciler.tree import RepoTree
-from reconciler.validate import check_fleet
 
 FLEET = """\
 policy:

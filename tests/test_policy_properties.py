@@ -7,7 +7,7 @@ external names, external networks incl. ``host``, every ``network_mode``, device
 ``..`` tricks) and random policies. Each fleet goes through the real path (load,
 render, policy check); for every fleet with no policy finding, the Engine API payloads
 — ``engine_spec``'s create body plus the volume and network create specs — are checked
-against the policy by an oracle written here independently of ``reconciler.policy``.
+against the policy by an oracle written here independently of ``reconciler.manifests.policy``.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from reconciler import engine_spec
-from reconciler import policy as policy_mod
+from reconciler.engine import spec as engine_spec
 from reconciler.errors import ManifestError
-from reconciler.manifests import load_repository
+from reconciler.manifests import policy as policy_mod
+from reconciler.manifests.repository import load_repository
+from reconciler.manifests.tree import RepoTree
 from reconciler.model import Policy, StackSpec
-from reconciler.render import render_device
-from reconciler.tree import RepoTree
+from reconciler.render.device import render_device
 
 STATE = "/var/lib/fleetgate"
 SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")

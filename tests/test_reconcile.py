@@ -18,12 +18,12 @@ from fakes import FakeContainer, FakeRuntime
 from structlog.testing import capture_logs
 from support.gitserver import Origin
 
-from reconciler.convergence import ConfigSource
 from reconciler.errors import EngineError
+from reconciler.manifests.tree import RepoTree
 from reconciler.model import ObservedState
-from reconciler.reconcile import PassResult, build_desired, reconcile_once
+from reconciler.reconcile.converge import ConfigSource
+from reconciler.reconcile.run import PassResult, build_desired, reconcile_once
 from reconciler.store import StateStore
-from reconciler.tree import RepoTree
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fleets-apply" / "basic"
 DEVICE = "dev1"

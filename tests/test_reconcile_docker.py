@@ -16,10 +16,10 @@ from support.engine import ImageBuilder
 from support.registry import Registry
 from test_reconcile import FleetRepo
 
-from reconciler.engine import DockerEngine
-from reconciler.reconcile import PassResult, reconcile_once
+from reconciler.engine.docker import DockerEngine
+from reconciler.manifests.tree import RepoTree
+from reconciler.reconcile.run import PassResult, reconcile_once
 from reconciler.store import StateStore
-from reconciler.tree import RepoTree
 
 pytestmark = pytest.mark.docker
 

@@ -12,7 +12,6 @@ import structlog
 from support.gitserver import GitDaemon, Origin, SmartHttpServer, free_port
 from support.hostile import Outcome, run_fleetgate
 
-from reconciler.logs import configure_logging
 from reconciler.redaction import (
     MASKED,
     is_secret_name,
@@ -25,7 +24,8 @@ from reconciler.redaction import (
     text_secrets,
     url_secrets,
 )
-from reconciler.status import FetchState
+from reconciler.report.logs import configure_logging
+from reconciler.report.status import FetchState
 
 CANARY = "CANARY-7f3a9c"
 

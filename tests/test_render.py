@@ -14,7 +14,9 @@ import structlog
 from reconciler.cli import main
 from reconciler.cli.render import render_json
 from reconciler.errors import ManifestError
-from reconciler.manifests import load_repository
+from reconciler.manifests.repository import load_repository
+from reconciler.manifests.tree import RepoTree
+from reconciler.manifests.yamlio import parse_yaml
 from reconciler.model import (
     DeviceManifest,
     FleetManifest,
@@ -22,9 +24,7 @@ from reconciler.model import (
     Location,
     StackManifest,
 )
-from reconciler.render import render_device, spec_hashes
-from reconciler.tree import RepoTree
-from reconciler.yamlio import parse_yaml
+from reconciler.render.device import render_device, spec_hashes
 
 PLANT = Path(__file__).parent / "fixtures" / "render" / "plant"
 

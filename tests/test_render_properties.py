@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.cli.render import render_json
+from reconciler.manifests.tree import RepoTree
+from reconciler.manifests.yamlio import parse_yaml
 from reconciler.model import (
     DeviceManifest,
     FleetManifest,
@@ -18,9 +20,7 @@ from reconciler.model import (
     Location,
     StackManifest,
 )
-from reconciler.render import render_device
-from reconciler.tree import RepoTree
-from reconciler.yamlio import parse_yaml
+from reconciler.render.device import render_device
 
 SERVICES = {
     "db": [

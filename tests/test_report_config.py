@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.agentconfig import load_config
+from reconciler.agent.config import load_config
 from reconciler.errors import UsageError
 
 

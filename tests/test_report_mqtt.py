@@ -21,7 +21,7 @@ from support.wait import wait_for
 from reconciler.report.broker import Broker, ReportStats, parse_broker
 from reconciler.report.metrics import ReportCollector
 from reconciler.report.mqtt import MqttReporter, read_retained
-from reconciler.status import Status
+from reconciler.report.status import Status
 
 SHA = "a" * 40
 USERS = {"d1": "pw-d1-secret", "d2": "pw-d2-secret", VIEWER: "pw-viewer"}
@@ -96,7 +96,7 @@ class TestReporter:
             "import sys, time\n"
             "from reconciler.report.broker import parse_broker\n"
             "from reconciler.report.mqtt import MqttReporter\n"
-            "from reconciler.status import Status\n"
+            "from reconciler.report.status import Status\n"
             f"r = MqttReporter(parse_broker({broker.url!r}, 't'), 'd9')\n"
             "r.start(); r.publish(Status(device='d9', outcome='succeeded'))\n"
             "while not r.stats().last_publish_at: time.sleep(0.05)\n"

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 from fakes import desired, service, stack
 
-from reconciler.gates import held_reason
-from reconciler.model import DesiredState
-from reconciler.rollout import (
+from reconciler.decide.gates import held_reason
+from reconciler.decide.rollout import (
     compose_target,
     held_changes,
     only_stacks,
 )
+from reconciler.model import DesiredState
 
 OLD = desired(
     stack("app", service("app", "web", "img/app:1")),

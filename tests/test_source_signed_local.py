@@ -11,8 +11,8 @@ import structlog
 from support.gitserver import git
 from support.signedrepo import signed_fleet
 
-from reconciler.agentconfig import AgentConfig
-from reconciler.agentsource import AgentSource
+from reconciler.agent.config import AgentConfig
+from reconciler.agent.source import AgentSource
 from reconciler.cli import main
 from reconciler.errors import SignatureError, SourceError
 from reconciler.record import DeviceRecord

@@ -12,10 +12,10 @@ from structlog.testing import capture_logs
 from structlog.typing import FilteringBoundLogger
 
 from reconciler import statedir
-from reconciler.apply import apply
+from reconciler.engine.apply import apply
 from reconciler.errors import EngineError, PlantedLink
 from reconciler.model import ConfigFile, Mount, ServiceSpec
-from reconciler.plan import EnsureDirectory, MaterializeConfig, Plan, plan
+from reconciler.plan.planner import EnsureDirectory, MaterializeConfig, Plan, plan
 from reconciler.record import DeviceRecord
 from reconciler.store import StateStore, write_atomic
 

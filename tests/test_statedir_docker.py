@@ -14,7 +14,7 @@ from support.engine import DEVICE_LABEL
 from support.hostile import write_files
 from support.wait import wait_for
 
-from reconciler.engine import DockerEngine
+from reconciler.engine.docker import DockerEngine
 from reconciler.errors import PlantedLink
 from reconciler.model import Mount, ServiceSpec
 from reconciler.store import StateStore

@@ -15,9 +15,9 @@ from reconciler.model import (
     ServiceSpec,
     StackSpec,
 )
-from reconciler.reconcile import PassResult
+from reconciler.reconcile.run import PassResult
 from reconciler.record import DeviceRecord
-from reconciler.status import (
+from reconciler.report.status import (
     SOURCE_UNREACHABLE,
     FetchState,
     PendingUpdate,

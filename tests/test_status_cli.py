@@ -11,7 +11,7 @@ from test_status import BAD, GOOD, SECRET, example_status, record
 
 from reconciler.cli import main
 from reconciler.model import LABEL_DEVICE, LABEL_MANAGED, LABEL_SERVICE, LABEL_STACK
-from reconciler.statushttp import write_status
+from reconciler.report.http import write_status
 from reconciler.store import StateStore
 
 NO_ENGINE = "tcp://127.0.0.1:1"  # nothing listens there: the engine "does not answer"

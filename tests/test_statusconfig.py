@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from test_status import example_status
 
-from reconciler.agentconfig import config_warnings, load_config
+from reconciler.agent.config import config_warnings, load_config
 from reconciler.cli.status import describe
 from reconciler.errors import UsageError
-from reconciler.status import status_from_json
+from reconciler.report.status import status_from_json
 
 TOKEN = "0123456789abcdef-token"
 

@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_status import BAD, GOOD, SECRET, example_status
 
 from reconciler.errors import UsageError
-from reconciler.status import Status, status_path
-from reconciler.statushttp import StatusServer, parse_listen, read_status, write_status
+from reconciler.report.http import StatusServer, parse_listen, read_status, write_status
+from reconciler.report.status import Status, status_path
 
 
 class Calls:

@@ -16,9 +16,9 @@ from structlog.testing import capture_logs
 from support.wait import wait_for
 from test_status import example_status
 
-from reconciler.status import Status
-from reconciler.statusguard import Guard
-from reconciler.statushttp import StatusServer, exposure_warning
+from reconciler.report.http import StatusServer, exposure_warning
+from reconciler.report.http_rules import Guard
+from reconciler.report.status import Status
 
 TOKEN = "s3cret-token-0123456789abcdef"
 

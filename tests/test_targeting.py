@@ -9,7 +9,7 @@ from reconciler.model import (
     GroupManifest,
     UpdateWindow,
 )
-from reconciler.targeting import stack_variables, target_device
+from reconciler.render.targeting import stack_variables, target_device
 
 NIGHT = UpdateWindow(("mon",), "22:00", "04:00", "Europe/Berlin")
 WEEKEND = UpdateWindow(("sat",), "06:00", "12:00", "Europe/Berlin")

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 from support.wait import wait_for
 
-from reconciler.engine import ContainerEvent
-from reconciler.errors import EngineError
-from reconciler.triggers import (
+from reconciler.agent.triggers import (
     EngineEventWatch,
     FileWatch,
     Wakeup,
@@ -22,6 +20,8 @@ from reconciler.triggers import (
     is_change,
     jittered,
 )
+from reconciler.engine.docker import ContainerEvent
+from reconciler.errors import EngineError
 
 
 class TestJitterAndBackoff:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main
-from reconciler.tree import RepoTree
-from reconciler.validate import check_fleet, validate_fleet
+from reconciler.manifests.tree import RepoTree
+from reconciler.manifests.validate import check_fleet, validate_fleet
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

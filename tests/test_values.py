@@ -9,9 +9,9 @@ import pytest
 
 from reconciler.cli import EscapingWriter
 from reconciler.errors import Finding, ManifestError, escape_text
-from reconciler.schemacheck import control_findings
+from reconciler.manifests.schema import control_findings
+from reconciler.manifests.yamlio import parse_yaml
 from reconciler.units import parse_bytes, parse_duration
-from reconciler.yamlio import parse_yaml
 
 
 def refusal(text: str | bytes) -> str:

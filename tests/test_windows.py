@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconciler.decide.windows import is_open, next_opening, window_findings
 from reconciler.model import Location, UpdateWindow
-from reconciler.windows import is_open, next_opening, window_findings
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NIGHTS = UpdateWindow(("mon", "tue", "wed", "thu", "fri"), "22:00", "04:00", "Europe/Berlin")

@@ -34,8 +34,8 @@ from reconciler.errors import (
     UsageError,
     escape_text,
 )
-from reconciler.logs import configure_logging
 from reconciler.redaction import redact, redact_url, text_secrets
+from reconciler.report.logs import configure_logging
 
 if TYPE_CHECKING:
     from reconciler.source import Checkout
@@ -110,7 +110,7 @@ def add_output_flag(parser: argparse.ArgumentParser, *extra: str) -> None:
 
 
 def add_state_dir_flag(parser: argparse.ArgumentParser) -> None:
-    from reconciler.render import DEFAULT_STATE_DIR  # noqa: PLC0415  # only where it is shown
+    from reconciler.render.device import DEFAULT_STATE_DIR  # noqa: PLC0415  # only where it is shown
 
     parser.add_argument(
         "--state-dir",
@@ -121,7 +121,7 @@ def add_state_dir_flag(parser: argparse.ArgumentParser) -> None:
 
 def state_dir_of(args: argparse.Namespace) -> Path:
     """``--state-dir`` wins over ``FLEETGATE_STATE_DIR``, which wins over the default."""
-    from reconciler.render import DEFAULT_STATE_DIR  # noqa: PLC0415  # see add_state_dir_flag
+    from reconciler.render.device import DEFAULT_STATE_DIR  # noqa: PLC0415  # see add_state_dir_flag
 
     chosen = args.state_dir or os.environ.get("FLEETGATE_STATE_DIR") or DEFAULT_STATE_DIR
     # Absolute before it reaches anything: the engine resolves bind sources on its own

@@ -1,14 +1,14 @@
 """`fleetgate agent [--config FILE] [--once] [--<key> VALUE ...]`: the daemon on each device.
 
 The composition root of the agent: resolves the configuration (file, ``FLEETGATE_*``
-environment, flags; see :mod:`reconciler.agentconfig`), builds the real adapters (the
+environment, flags; see :mod:`reconciler.agent.config`), builds the real adapters (the
 Docker engine twice: one connection for passes, one held by the event stream; the
 state store; the Git source; the status publishers) and the triggers (Docker events,
 file events on a local repository path and the ``watch`` folders, SIGHUP, the HTTP
-nudge), then runs :class:`reconciler.agent.Agent` until SIGTERM / SIGINT. Exit 0 after
+nudge), then runs :class:`reconciler.agent.loop.Agent` until SIGTERM / SIGINT. Exit 0 after
 a stop; with ``--once``, one pass and exit 0 when it converged, 1 otherwise.
 Bad configuration: one line on stderr, exit 2. At start, every warning of
-:func:`reconciler.agentconfig.config_warnings` (no ``allowedSigners`` and no local
+:func:`reconciler.agent.config.config_warnings` (no ``allowedSigners`` and no local
 policy) and a status port bound beyond loopback are one ``fleetgate: warning:`` line
 each on stderr, besides their log events.
 """
@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler.agent import Agent, FileStatus, StatusPublisher
-from reconciler.agentconfig import (
+from reconciler.agent.config import (
     HELP,
     KEYS,
     AgentConfig,
@@ -30,13 +29,14 @@ from reconciler.agentconfig import (
     environment,
     flag_name,
 )
-from reconciler.agentconfig import load_config as load_agent_config
+from reconciler.agent.config import load_config as load_agent_config
+from reconciler.agent.loop import Agent, FileStatus, StatusPublisher
+from reconciler.agent.triggers import EngineEventWatch, FileWatch, Wakeup, install_signal_handlers
 from reconciler.cli import EXIT_FAILED, EXIT_OK
-from reconciler.engine import DockerEngine
+from reconciler.engine.docker import DockerEngine
+from reconciler.report.http import StatusServer, exposure_warning
 from reconciler.source import is_url
-from reconciler.statushttp import StatusServer, exposure_warning
 from reconciler.store import StateStore
-from reconciler.triggers import EngineEventWatch, FileWatch, Wakeup, install_signal_handlers
 
 
 def register(subparsers: Any) -> None:

@@ -1,6 +1,6 @@
 """`fleetgate apply --device ID [--repo PATH] [--ref REF] [--retry]`: converge this host once.
 
-One reconcile pass (:func:`reconciler.reconcile.reconcile_once`): render, plan, apply,
+One reconcile pass (:func:`reconciler.reconcile.run.reconcile_once`): render, plan, apply,
 wait for health, roll back to the last good revision when the gate fails. Prints the
 steps it ran and the outcome. JSON: :meth:`PassResult.to_json` (stable snake_case
 fields, full 40-hex SHAs, RFC 3339 UTC times). Exit 0 when the device converged to the
@@ -24,12 +24,12 @@ from typing import Any
 
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
 from reconciler.cli.plan import add_target_flags, observe_locks, open_target
-from reconciler.convergence import Convergence
-from reconciler.engine import DockerEngine
+from reconciler.engine.docker import DockerEngine
 from reconciler.errors import UsageError
-from reconciler.reconcile import PassResult, reconcile_once
+from reconciler.manifests.tree import RepoTree
+from reconciler.reconcile.converge import Convergence
+from reconciler.reconcile.run import PassResult, reconcile_once
 from reconciler.store import StateStore
-from reconciler.tree import RepoTree
 from reconciler.units import parse_duration
 
 

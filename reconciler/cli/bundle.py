@@ -1,7 +1,8 @@
 """`fleetgate bundle create | import`: signed offline updates (air-gapped sites, USB sticks).
 
 ``create --repo PATH --ref REF --out FILE [--sign-key KEY] [--since REV]`` writes one
-file: a Git bundle of REF, a manifest and an SSH signature (see :mod:`reconciler.bundle`).
+file: a Git bundle of REF, a manifest and an SSH signature
+(see :mod:`reconciler.source.bundle_format`).
 
 ``import FILE --state-dir DIR --allowed-signers FILE [--repo URL] [--device ID]``
 verifies it and stores the revision in the mirror the agent reads
@@ -10,7 +11,7 @@ is the agent's configured repository (default: a device updated only from bundle
 ``--device`` also prints what the bundle changes on that device. Refusals are one line
 that starts with the bundle's file name, exit 1; nothing changes then (the file's size,
 entry count, names, types and sizes are checked before anything is read or created;
-see :mod:`reconciler.bundle`).
+see :mod:`reconciler.source.bundle_format`).
 
 JSON (``--output json``): create ``{"file", "ref", "revision", "base", "createdAt",
 "bundleSha256", "signed"}``; import ``{"revision", "ref", "previous", "signer",
@@ -29,13 +30,13 @@ from typing import Any
 from reconciler.cli import EXIT_OK, add_output_flag
 from reconciler.cli.impact import device_lines, when
 from reconciler.errors import ManifestError, UsageError
-from reconciler.impact import compare_device
-from reconciler.manifests import load_repository
+from reconciler.manifests.repository import load_repository
+from reconciler.manifests.tree import RepoTree
 from reconciler.model import DesiredState
-from reconciler.render import DEFAULT_STATE_DIR, render_device
+from reconciler.render.device import DEFAULT_STATE_DIR, render_device
+from reconciler.review.impact import compare_device
 from reconciler.source import open_source
 from reconciler.source.bundle import BUNDLE_REPO, create_bundle, import_bundle
-from reconciler.tree import RepoTree
 
 
 def register(subparsers: Any) -> None:

@@ -25,11 +25,11 @@ from reconciler.fleet.collect import read_folder
 from reconciler.fleet.reports import Report, reports_from_messages, shown
 from reconciler.fleet.table import render_text
 from reconciler.fleet.view import FleetView, build_view, filter_view, to_json
-from reconciler.manifests import load_repository
+from reconciler.manifests.repository import load_repository
+from reconciler.manifests.tree import RepoTree
 from reconciler.report.broker import DEFAULT_TOPIC, Broker, check_topic, parse_broker, read_password
 from reconciler.source import is_url
-from reconciler.source.history import commit_info
-from reconciler.tree import RepoTree
+from reconciler.source.commits import commit_info
 from reconciler.units import parse_duration
 
 MAX_SUBJECTS = 64  # distinct applied revisions whose commit subject is looked up

@@ -21,14 +21,14 @@ from typing import Any
 from reconciler.cli import EXIT_OK, add_output_flag
 from reconciler.cli.impact import add_common, device_document, device_lines
 from reconciler.errors import ManifestError, UsageError
-from reconciler.history import HistoryEntry, could_touch
-from reconciler.impact import compare_device
-from reconciler.manifests import load_repository
+from reconciler.manifests.repository import load_repository
+from reconciler.manifests.tree import RepoTree
 from reconciler.model import DesiredState
-from reconciler.render import render_device
+from reconciler.render.device import render_device
+from reconciler.review.history import HistoryEntry, could_touch
+from reconciler.review.impact import compare_device
 from reconciler.source import open_source
-from reconciler.source.history import first_parent_log, scratch_cache, toplevel
-from reconciler.tree import RepoTree
+from reconciler.source.commits import first_parent_log, scratch_cache, toplevel
 
 
 def register(subparsers: Any) -> None:

@@ -1,7 +1,7 @@
 """`fleetgate impact BASE HEAD [--repo PATH] [--output text|json|markdown]`: review aid.
 
 Materializes both revisions (read-only checkouts through the Git source), renders the
-devices a change can reach at both (:mod:`reconciler.impact_scope`), and prints the
+devices a change can reach at both (:mod:`reconciler.review.scope`), and prints the
 devices whose desired state differs: stacks / services added, removed and changed with
 field-level reasons, and when each change lands (update windows). Exit 0; 1 with HEAD's
 findings when HEAD is invalid; 2 usage.
@@ -32,12 +32,12 @@ from typing import Any
 
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
 from reconciler.errors import UsageError
-from reconciler.impact import Change, DeviceImpact, StackImpact, local_time, summarize
-from reconciler.impact_scope import Assessment, assess, read_side
-from reconciler.render import DEFAULT_STATE_DIR
+from reconciler.manifests.tree import RepoTree
+from reconciler.render.device import DEFAULT_STATE_DIR
+from reconciler.review.impact import Change, DeviceImpact, StackImpact, local_time, summarize
+from reconciler.review.scope import Assessment, assess, read_side
 from reconciler.source import open_source
-from reconciler.source.history import scratch_cache
-from reconciler.tree import RepoTree
+from reconciler.source.commits import scratch_cache
 
 MARKDOWN_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
 

@@ -3,8 +3,8 @@
 Renders the device's desired state, observes the gates exactly as ``apply`` does
 (update windows from the manifests, ``updates.lock`` files and their deferral clocks
 from the state directory, the device record, the clock, ``--ignore-windows`` and
-``--retry``), makes the same decision (:func:`reconciler.decide.decide`) and the same
-steps (:func:`reconciler.convergence.steps_toward`), and prints exactly the steps
+``--retry``), makes the same decision (:func:`reconciler.decide.passplan.decide`) and the same
+steps (:func:`reconciler.reconcile.converge.steps_toward`), and prints exactly the steps
 ``apply`` would run, then what waits and why. Nothing is changed. JSON (stable
 fields): ``{"device", "revision", "dirty", "pass": {"kind", "revision", "target",
 "held_stacks", "waits": [...]}, "steps": [...], "waiting_steps": [...], "blocked": [...],
@@ -34,17 +34,17 @@ from reconciler.cli import (
     add_state_dir_flag,
     state_dir_of,
 )
-from reconciler.convergence import PassSteps, observe_host, steps_toward
-from reconciler.decide import Gates, PassPlan, decide
-from reconciler.engine import DockerEngine
+from reconciler.decide.gates import DEFAULT_MAX_DEFER, lock_gate
+from reconciler.decide.passplan import Gates, PassPlan, decide
+from reconciler.engine.docker import DockerEngine
 from reconciler.errors import UsageError
-from reconciler.gates import DEFAULT_MAX_DEFER, lock_gate
 from reconciler.lockfiles import clocks_path, load_clocks, lock_root, locked_stacks
-from reconciler.reconcile import build_desired
+from reconciler.manifests.tree import RepoTree
+from reconciler.reconcile.converge import PassSteps, observe_host, steps_toward
+from reconciler.reconcile.run import build_desired
 from reconciler.record import DeviceRecord
 from reconciler.source import Checkout, open_source
 from reconciler.store import StateStore
-from reconciler.tree import RepoTree
 
 _DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -82,7 +82,7 @@ def observe_locks(
 
     Read as the agent reads them (:mod:`reconciler.lockfiles`: the lock files and the
     agent's deferral clocks, never written here, so ``plan`` and ``apply`` never give a
-    lock more time), then :func:`reconciler.gates.lock_gate` with the default
+    lock more time), then :func:`reconciler.decide.gates.lock_gate` with the default
     ``maxDefer``.
     """
     locked = locked_stacks(lock_root(state, device))

@@ -31,13 +31,13 @@ from reconciler.cli import (
     state_dir_of,
 )
 from reconciler.errors import Finding, ManifestError, escape_text
-from reconciler.manifests import load_repository
+from reconciler.manifests.repository import load_repository
+from reconciler.manifests.tree import RepoTree
 from reconciler.model import DesiredState, Mount, PortBinding, ServiceSpec, StackSpec
 from reconciler.redaction import mask_environment, redact, redact_document, secret_values
-from reconciler.render import render_device
-from reconciler.render_hash import plain
-from reconciler.targeting import matching_groups
-from reconciler.tree import RepoTree
+from reconciler.render.device import render_device
+from reconciler.render.hashing import plain
+from reconciler.render.targeting import matching_groups
 from reconciler.units import format_duration
 
 _PAIRS = frozenset({"environment", "labels", "options", "field_hashes", "tmpfs"})

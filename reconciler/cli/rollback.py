@@ -22,9 +22,9 @@ from typing import Any
 from reconciler.cli import EXIT_OK
 from reconciler.cli.impact import review
 from reconciler.errors import SourceError, UsageError
-from reconciler.impact import affected_names
-from reconciler.render import DEFAULT_STATE_DIR
-from reconciler.source.history import (
+from reconciler.render.device import DEFAULT_STATE_DIR
+from reconciler.review.impact import affected_names
+from reconciler.source.commits import (
     commit_info,
     dirty_paths,
     resolve,

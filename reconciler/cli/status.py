@@ -10,7 +10,7 @@ its own configuration (``WARNING`` lines, e.g. unsigned-and-unrestricted). Exit 
 is known yet); 2 usage.
 
 ``--device`` defaults to ``FLEETGATE_DEVICE``, else the only device in the state
-directory, else the host name. JSON: the status contract of :mod:`reconciler.status`
+directory, else the host name. JSON: the status contract of :mod:`reconciler.report.status`
 plus ``live`` (services observed just now) and ``source`` (``status.json``,
 ``state.json`` or ``none``).
 """
@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_OK, add_output_flag, state_dir_of
-from reconciler.engine import DockerEngine
+from reconciler.engine.docker import DockerEngine
 from reconciler.errors import EngineError
 from reconciler.model import rfc3339
-from reconciler.status import Status, build_status, status_path
-from reconciler.statushttp import read_status
+from reconciler.report.http import read_status
+from reconciler.report.status import Status, build_status, status_path
 from reconciler.store import StateStore
 
 LIVE_TIMEOUT = 5.0

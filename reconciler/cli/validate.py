@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag, add_repo_flags, checkout_repo
-from reconciler.tree import RepoTree
-from reconciler.validate import check_fleet
+from reconciler.manifests.tree import RepoTree
+from reconciler.manifests.validate import check_fleet
 
 
 def register(subparsers: Any) -> None:

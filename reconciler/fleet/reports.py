@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from reconciler.status import status_from_json
+from reconciler.report.status import status_from_json
 
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_REPORT = 1 << 20  # bytes: a status is a few KiB; anything larger is not one

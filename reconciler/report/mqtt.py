@@ -28,7 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from reconciler.errors import FleetgateError
 from reconciler.report.broker import DEFAULT_INTERVAL, DEFAULT_TOPIC, Broker, ReportStats
-from reconciler.status import Status
+from reconciler.report.status import Status
 
 KEEPALIVE = 30
 _MAX_QUEUED = 8  # paho's own outgoing queue: a bound, never a backlog of old statuses

@@ -1,6 +1,6 @@
 """Signed offline bundles: write one from a clone, import one into the agent's mirror.
 
-:func:`create_bundle` writes the file described in :mod:`reconciler.bundle`.
+:func:`create_bundle` writes the file described in :mod:`reconciler.source.bundle_format`.
 :func:`import_bundle` is what ``fleetgate bundle import`` and the agent's ``watch``
 folders call. In order, and refusing with one line at the first failure:
 
@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.bundle import (
+from reconciler.errors import SignatureError, SourceError
+from reconciler.source.bundle_format import (
     GIT_BUNDLE,
     MANIFEST,
     NAMESPACE,
@@ -44,7 +45,6 @@ from reconciler.bundle import (
     check_content,
     parse_manifest,
 )
-from reconciler.errors import SignatureError, SourceError
 from reconciler.source.bundletar import copy_members, scan_bundle
 from reconciler.source.fetch import cache_key, init_mirror, mirror_lock
 from reconciler.source.gitcmd import check, reason, run_git

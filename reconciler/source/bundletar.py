@@ -1,6 +1,6 @@
 """Reading a bundle file: its tar checked header by header before any content is read.
 
-:func:`scan_bundle` enforces every limit of :mod:`reconciler.bundle` (file size by
+:func:`scan_bundle` enforces every limit of :mod:`reconciler.source.bundle_format` (file size by
 ``stat`` before opening, at most ``MAX_MEMBERS`` entries, names, types, member sizes,
 truncation) with a handful of 512-byte reads and writes nothing; :func:`copy_members`
 then copies the checked entries into files whose names the importer chose. Python's
@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.bundle import (
+from reconciler.errors import SourceError
+from reconciler.source.bundle_format import (
     BLOCK,
     MAX_FILE,
     MAX_MEMBERS,
@@ -21,7 +22,6 @@ from reconciler.bundle import (
     check_member,
     parse_header,
 )
-from reconciler.errors import SourceError
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +36,8 @@ def scan_bundle(file: Path) -> tuple[Entry, ...]:
 
     ``stat`` first (an oversized file is never opened), then at most
     :data:`MAX_MEMBERS` + 1 headers of 512 bytes each are read, skipping over member data
-    with ``seek``; every limit of :mod:`reconciler.bundle` is checked here, so a hostile
-    file costs a few small reads. Writes nothing.
+    with ``seek``; every limit of :mod:`reconciler.source.bundle_format` is checked here,
+    so a hostile file costs a few small reads. Writes nothing.
     """
     try:
         size = file.stat().st_size

@@ -1,7 +1,7 @@
 """The Git source adapter: turn ``--repo`` (a path or a Git URL) into a directory and a revision.
 
 The :mod:`reconciler.source` package is the only place that runs git. It hands the pipeline a
-plain directory of files (read through :class:`reconciler.tree.RepoTree`) and the
+plain directory of files (read through :class:`reconciler.manifests.tree.RepoTree`) and the
 full 40-hex commit SHA it came from. Contracts:
 
 - A **local path** without ``allowed_signers`` is used as it is (the working tree,

@@ -6,7 +6,7 @@ point; a third agent (same state directory, no crash variable) must converge to 
 correct end state with exactly one container per desired service, carrying the new
 config hash, and nothing left over. The update changes the image (pulled from a
 loopback registry, so the pull step runs), the environment and a config file, so every
-step kind of :mod:`reconciler.apply` runs.
+step kind of :mod:`reconciler.engine.apply` runs.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from support.wait import wait_for
 
 from e2e.agentproc import AgentProcess, Fleet, allowed_signers, keygen, labelled
 from e2e.test_agent import Start, converged, web
-from reconciler.bundle import GIT_BUNDLE
 from reconciler.source.bundle import BUNDLE_REPO, create_bundle
+from reconciler.source.bundle_format import GIT_BUNDLE
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -21,7 +21,7 @@ from support.gitserver import Origin, git
 from support.hostile import Case, check_outcome, run_fleetgate
 from support.signedrepo import signed_fleet
 
-from reconciler.bundle import MAX_FILE
+from reconciler.source.bundle_format import MAX_FILE
 
 FILE = "evil.fgb"
 BENIGN = "services:\n  web:\n    image: busybox:1\n"

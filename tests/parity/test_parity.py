@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 from parity.harness import FIXTURES, compose_project, fixture_names, projection, services_by_label
-from reconciler.engine import DockerEngine
-from reconciler.manifests import load_repository
+from reconciler.engine.docker import DockerEngine
+from reconciler.manifests.repository import load_repository
+from reconciler.manifests.tree import RepoTree
 from reconciler.model import LABEL_DEVICE, LABEL_SERVICE, DesiredState
-from reconciler.render import render_device
+from reconciler.render.device import render_device
 from reconciler.store import write_atomic
-from reconciler.tree import RepoTree
 
 pytestmark = pytest.mark.docker
 

@@ -1,0 +1,1 @@
+"""reconcile: see docs/architecture.md."""

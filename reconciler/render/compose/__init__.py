@@ -1,0 +1,1 @@
+"""render.compose: see docs/architecture.md."""
