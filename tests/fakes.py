@@ -20,7 +20,10 @@ names are both accepted as references. Faults are injected by configuring it:
 from __future__ import annotations
 
 import hashlib
+import json
+import tarfile
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from reconciler.engine.port import ProgressCallback
@@ -96,6 +99,7 @@ class FakeRuntime:
     unhealthy: set[str] = field(default_factory=set)
     starting_polls: dict[str, int] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    platform: str = "linux/amd64"  # what load_images accepts
     _next_id: int = 0
 
     # ---------------------------------------------------------------- seeding
@@ -156,6 +160,18 @@ class FakeRuntime:
         if progress is not None:
             progress("pull.progress", {"image": image, "status": "Downloaded"})
         self.add_image(image)
+
+    def load_images(self, archive: Path, platform: str) -> None:
+        """Like ``docker load``: every RepoTag of the archive's manifest.json becomes present."""
+        self.calls.append(("load_images", platform))
+        if platform.split("/")[:2] != self.platform.split("/")[:2]:
+            raise EngineError(f"wrong architecture: images {platform}, engine {self.platform}")
+        with tarfile.open(archive) as tar:
+            handle = tar.extractfile("manifest.json")
+            assert handle is not None
+            for entry in json.load(handle):
+                for ref in entry["RepoTags"]:
+                    self.add_image(ref)
 
     def create_network(self, device: str, stack: str, spec: NetworkSpec) -> None:
         self.calls.append(("create_network", spec.name))

@@ -17,7 +17,7 @@ from reconciler.agent.source import AgentSource
 from reconciler.errors import SourceError
 from reconciler.record import DeviceRecord
 from reconciler.source.bundle import BUNDLE_REPO
-from reconciler.source.bundle_format import MAX_FILE, Member, parse_header
+from reconciler.source.bundle_format import MAX_FILE, MAX_MEMBERS, Member, parse_header
 from reconciler.source.bundletar import scan_bundle
 
 
@@ -57,10 +57,24 @@ class TestParseHeader:
 
 class TestScan:
     def test_many_members_stop_at_the_fourth_header(self, tmp_path: Path) -> None:
-        """A 300,000-member tar is refused after reading four headers."""
+        """A 300,000-member tar is refused at its fourth header (an unknown name)."""
         file = tarforge.many_members(tmp_path / "many.fgb", 300_000)
-        with pytest.raises(SourceError, match="more than 3 entries"):
+        with pytest.raises(SourceError, match="unexpected entry 'filler'"):
             scan_bundle(file)
+
+    def test_too_many_blobs_stop_after_the_limit(self, tmp_path: Path) -> None:
+        """Distinct, well-named image blobs are still refused after MAX_MEMBERS headers."""
+        file = tarforge.many_members(tmp_path / "many.fgb", 300_000, blobs=True)
+        with pytest.raises(SourceError, match=f"more than {MAX_MEMBERS} entries"):
+            scan_bundle(file)
+
+    def test_blob_names_are_exact(self, tmp_path: Path) -> None:
+        """Only blobs/sha256/<64 lowercase hex> is an image blob; a near miss is refused."""
+        for name in (b"blobs/sha256/" + b"A" * 64, b"blobs/sha256/" + b"a" * 63,
+                     b"blobs/sha512/" + b"a" * 128, b"blobs/sha256/../" + b"a" * 61):  # fmt: skip
+            file = tarforge.write(tmp_path / "x.fgb", tarforge.member(name, b"x"))
+            with pytest.raises(SourceError, match="unexpected entry|'..'"):
+                scan_bundle(file)
 
     def test_oversized_file_is_never_opened(self, tmp_path: Path) -> None:
         """A file above the limit is refused by its size alone."""

@@ -1,11 +1,16 @@
 """`fleetgate bundle create | import`: signed offline updates (air-gapped sites, USB sticks).
 
-``create --repo PATH --ref REF --out FILE [--sign-key KEY] [--since REV]`` writes one
-file: a Git bundle of REF, a manifest and an SSH signature
-(see :mod:`reconciler.source.bundle_format`).
+``create --repo PATH --ref REF --out FILE [--sign-key KEY] [--since REV|PREVIOUS.fgb]
+[--images [--device ID ...|--selector k=v ...]]`` writes one file: a Git bundle of REF,
+a manifest and an SSH signature (see :mod:`reconciler.source.bundle_format`). With
+``--images`` it also carries, from the local engine, every image the selected devices
+(default: all) need at REF, for each device's ``arch``; ``--since`` naming a previous
+bundle file also leaves out the layers that bundle listed
+(:mod:`reconciler.source.bundle_images`).
 
 ``import FILE --state-dir DIR --allowed-signers FILE [--repo URL] [--device ID]``
-verifies it and stores the revision in the mirror the agent reads
+verifies it, loads its images (those for ``--device``, else all) into the engine
+(``--docker-host``) and stores the revision in the mirror the agent reads
 (``<state-dir>/cache``), so the agent converges from it as from a remote. ``--repo``
 is the agent's configured repository (default: a device updated only from bundles);
 ``--device`` also prints what the bundle changes on that device. Refusals are one line
@@ -28,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_OK, add_output_flag
+from reconciler.cli.bundle_images import wanted_images
 from reconciler.cli.impact import device_lines, when
+from reconciler.engine.docker import DockerEngine
 from reconciler.errors import ManifestError, UsageError
 from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
@@ -36,7 +43,7 @@ from reconciler.model import DesiredState
 from reconciler.render.device import DEFAULT_STATE_DIR, render_device
 from reconciler.review.impact import compare_device
 from reconciler.source import open_source
-from reconciler.source.bundle import BUNDLE_REPO, create_bundle, import_bundle
+from reconciler.source.bundle import BUNDLE_REPO, create_bundle, import_bundle, read_manifest
 
 
 def register(subparsers: Any) -> None:
@@ -53,7 +60,20 @@ def register(subparsers: Any) -> None:
     )
     create.add_argument("--out", required=True, type=Path, help="bundle file to write")
     create.add_argument("--sign-key", type=Path, help="SSH private key to sign with")
-    create.add_argument("--since", help="only history after this commit (device has it)")
+    create.add_argument(
+        "--since",
+        help="only history after this commit, or after a previous bundle FILE "
+        "(then also only the image layers that bundle did not list)",
+    )
+    create.add_argument(
+        "--images", action="store_true", help="also carry the images the devices need"
+    )
+    create.add_argument(
+        "--device", action="append", default=[], help="with --images: only this device"
+    )
+    create.add_argument(
+        "--selector", action="append", default=[], help="with --images: devices with label k=v"
+    )
     add_output_flag(create)
     create.set_defaults(handler=run_create)
     imp = sub.add_parser("import", help="verify a bundle and make it available to the agent")
@@ -61,7 +81,10 @@ def register(subparsers: Any) -> None:
     imp.add_argument("--state-dir", type=Path, default=Path(DEFAULT_STATE_DIR))
     imp.add_argument("--allowed-signers", required=True, type=Path, help="SSH allowed signers")
     imp.add_argument("--repo", default=BUNDLE_REPO, help="the agent's repository (its mirror)")
-    imp.add_argument("--device", help="also show what the bundle changes on this device")
+    imp.add_argument(
+        "--device", help="load this device's images; also show what the bundle changes on it"
+    )
+    imp.add_argument("--docker-host", default=None, help="engine URL (default: DOCKER_HOST)")
     add_output_flag(imp)
     imp.set_defaults(handler=run_import)
 
@@ -69,13 +92,24 @@ def register(subparsers: Any) -> None:
 def run_create(args: argparse.Namespace) -> int:
     if not Path(args.repo).is_dir():
         raise UsageError(f"--repo {args.repo}: not a folder; pass a local clone")
+    if (args.device or args.selector) and not args.images:
+        raise UsageError("--device and --selector choose whose images to carry; add --images")
+    since, previous = args.since, None
+    if since is not None and Path(since).is_file():
+        previous = read_manifest(Path(since))
+        since = previous.revision
+    images = None
+    if args.images:
+        images = wanted_images(Path(args.repo), args.ref, args.device, args.selector)
     manifest = create_bundle(
         Path(args.repo),
         args.ref,
         args.out,
         datetime.now(UTC),
         sign_key=args.sign_key,
-        since=args.since,
+        since=since,
+        images=images,
+        previous=previous,
     )
     if args.output == "json":
         document = {
@@ -86,12 +120,23 @@ def run_create(args: argparse.Namespace) -> int:
             "createdAt": manifest.created_at,
             "bundleSha256": manifest.bundle_sha256,
             "signed": args.sign_key is not None,
+            "images": [image.to_json() for image in manifest.images],
+            "blobs": len(manifest.blobs),
+            "omitted": len(manifest.omitted),
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         signed = "signed" if args.sign_key else "UNSIGNED (devices will refuse it)"
         since = f" since {manifest.base[:12]}" if manifest.base else ""
         print(f"wrote {args.out}: {manifest.ref} at {manifest.revision}{since}, {signed}")
+        for image in manifest.images:
+            print(f"  image {image.ref} ({image.platform}) for {', '.join(image.devices)}")
+        if manifest.images:
+            size = sum(manifest.blobs.values())
+            print(
+                f"  {len(manifest.blobs)} blobs, {size} bytes"
+                f" ({len(manifest.omitted)} layers left out: the previous bundle had them)"
+            )
     return EXIT_OK
 
 
@@ -108,7 +153,15 @@ def _state(repo: str, cache: Path, sha: str | None, device: str) -> DesiredState
 def run_import(args: argparse.Namespace) -> int:
     cache = args.state_dir / "cache"
     now = datetime.now(UTC)
-    result = import_bundle(args.file, cache, args.allowed_signers, now, repo=args.repo)
+    result = import_bundle(
+        args.file,
+        cache,
+        args.allowed_signers,
+        now,
+        repo=args.repo,
+        loader=DockerEngine(args.docker_host),
+        device=args.device,
+    )
     if args.output == "json":
         document = {
             "revision": result.revision,

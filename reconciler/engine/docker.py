@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import docker
@@ -284,6 +285,23 @@ class DockerEngine:
             progress("pull.done", {"image": image, "id": str(info.get("Id", ""))})
 
     # ------------------------------------------------------- networks & volumes
+
+    def load_images(self, archive: Path, platform: str) -> None:
+        try:
+            version = self.api.version()
+            engine = f"{version.get('Os', 'linux')}/{version.get('Arch', '')}"
+            if platform.split("/")[:2] != engine.split("/"):
+                raise EngineError(
+                    f"wrong architecture: the images are {platform} but this engine runs {engine}"
+                )
+            with archive.open("rb") as data:
+                for message in self.api.load_image(data):
+                    if isinstance(message, dict) and message.get("error"):
+                        raise EngineError(f"docker load: {one_line(str(message['error']))}")
+        except OSError as e:
+            raise EngineError(f"cannot read {archive.name}: {e.strerror}") from None
+        except _DOCKER_ERRORS as e:
+            _fail("load images", e)
 
     def _ownership(self, device: str, stack: str) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_DEVICE: device, LABEL_STACK: stack}

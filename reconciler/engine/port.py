@@ -12,6 +12,7 @@ border.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Protocol
 
 from reconciler.model import NetworkSpec, ObservedContainer, ObservedState, ServiceSpec, VolumeSpec
@@ -30,6 +31,14 @@ class Runtime(Protocol):
 
     def pull(self, image: str, platform: str | None, progress: ProgressCallback | None) -> None:
         """Make ``image`` present locally; raise ``ImageUnavailable`` on failure."""
+        ...
+
+    def load_images(self, archive: Path, platform: str) -> None:
+        """Load the images of a docker-archive tar (``docker load``; no registry contact).
+
+        ``platform`` (``linux/arm64``) is what the images were built for: refused with
+        ``EngineError`` ("wrong architecture") before loading when the engine runs another.
+        """
         ...
 
     def create_network(self, device: str, stack: str, spec: NetworkSpec) -> None: ...

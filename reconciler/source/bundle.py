@@ -31,6 +31,7 @@ import re
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,16 +39,27 @@ from pathlib import Path
 from reconciler.errors import SignatureError, SourceError
 from reconciler.source.bundle_format import (
     GIT_BUNDLE,
+    INDEX,
     MANIFEST,
     NAMESPACE,
+    OCI_LAYOUT_FILE,
     SIGNATURE,
     BundleManifest,
     check_content,
     parse_manifest,
 )
+from reconciler.source.bundle_images import (
+    ImageLoader,
+    Wanted,
+    for_device,
+    gather_images,
+    load_images,
+    verify_images,
+)
 from reconciler.source.bundletar import copy_members, scan_bundle
 from reconciler.source.fetch import cache_key, init_mirror, mirror_lock
 from reconciler.source.gitcmd import check, reason, run_git
+from reconciler.source.oci import OCI_LAYOUT
 
 BUNDLE_REPO = "bundle://offline"
 """The ``repo`` of a device that is only ever updated from bundles."""
@@ -88,12 +100,16 @@ def create_bundle(
     *,
     sign_key: Path | None = None,
     since: str | None = None,
+    images: Iterable[Wanted] | None = None,
+    previous: BundleManifest | None = None,
 ) -> BundleManifest:
     """Write the bundle file for ``ref`` of the clone at ``repo`` to ``out`` (atomically).
 
     A bundle carries a branch or tag; 40 hex digits always name a commit (never a branch
     named like one), so such a ``ref`` is refused. ``since`` may be any revision; 40 hex
-    digits are the commit itself.
+    digits are the commit itself. ``images``: also carry these images from the local
+    engine (:mod:`reconciler.source.bundle_images`); ``previous``: the manifest of the
+    bundle this one follows, whose layers are left out.
     """
     if _SHA.match(ref):
         raise SourceError(
@@ -129,6 +145,7 @@ def create_bundle(
         work = Path(tmp)
         _git(["bundle", "create", "--quiet", str(work / GIT_BUNDLE), spec], repo, "cannot bundle")
         data = (work / GIT_BUNDLE).read_bytes()
+        gathered = None if images is None else gather_images(images, work, previous)
         manifest = BundleManifest(
             ref=name,
             revision=revision,
@@ -137,8 +154,18 @@ def create_bundle(
             bundle_size=len(data),
             base=base,
         )
-        (work / MANIFEST).write_bytes(manifest.to_bytes())
         members = [MANIFEST, GIT_BUNDLE]
+        if gathered is not None and gathered.images:
+            manifest = BundleManifest(
+                manifest.ref, manifest.revision, manifest.created_at, manifest.bundle_sha256,
+                manifest.bundle_size, manifest.base, gathered.images, gathered.blobs,
+                gathered.omitted, hashlib.sha256(gathered.index).hexdigest(),
+            )  # fmt: skip
+            (work / INDEX).write_bytes(gathered.index)
+            (work / OCI_LAYOUT_FILE).write_bytes(OCI_LAYOUT)
+            members += [OCI_LAYOUT_FILE, INDEX]
+            members += [f"blobs/sha256/{digest}" for digest in sorted(gathered.blobs)]
+        (work / MANIFEST).write_bytes(manifest.to_bytes())
         if sign_key is not None:
             _sign(sign_key, work / MANIFEST)
             members.insert(1, SIGNATURE)
@@ -154,6 +181,15 @@ def create_bundle(
                     tar.addfile(info, f)
         partial.replace(out)
     return manifest
+
+
+def read_manifest(file: Path) -> BundleManifest:
+    """The manifest of a bundle file (``--since PREVIOUS``: the operator's own file)."""
+    entries = scan_bundle(file)
+    entry = next(e for e in entries if e.name == MANIFEST)
+    with file.open("rb") as f:
+        f.seek(entry.offset)
+        return parse_manifest(f.read(entry.size))
 
 
 def _ssh_keygen(args: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -231,14 +267,21 @@ def import_bundle(
     *,
     repo: str = BUNDLE_REPO,
     applied: str | None = None,
+    loader: ImageLoader | None = None,
+    device: str | None = None,
 ) -> ImportResult:
     """Verify ``file`` and make its revision available in ``repo``'s mirror (see module doc).
 
-    Every refusal is one line that starts with the bundle's file name; it is raised
-    with the class of the underlying error (:class:`SignatureError` stays one).
+    A bundle with images needs ``loader`` (the engine): the images for ``device`` (all
+    when ``None``) are loaded after every check passed and before the revision is
+    recorded. Every refusal is one line that starts with the bundle's file name; it is
+    raised with the class of the underlying error (:class:`SignatureError` stays one).
     """
     try:
-        return _import(file, cache_dir, allowed_signers, now, repo=repo, applied=applied)
+        return _import(
+            file, cache_dir, allowed_signers, now,
+            repo=repo, applied=applied, loader=loader, device=device,
+        )  # fmt: skip
     except SourceError as e:
         raise type(e)(f"bundle {ascii(file.name)[1:-1]}: {e}") from None
 
@@ -251,6 +294,8 @@ def _import(
     *,
     repo: str,
     applied: str | None,
+    loader: ImageLoader | None,
+    device: str | None,
 ) -> ImportResult:
     entries = scan_bundle(file)  # before anything is created on disk
     mirror = mirror_path(cache_dir, repo)
@@ -263,6 +308,14 @@ def _import(
         signer = _verify_signature(manifest_bytes, signature, allowed_signers)
         manifest = parse_manifest(manifest_bytes)
         check_content(manifest, _digest(git_bundle), git_bundle.stat().st_size)
+        images = for_device(manifest, verify_images(manifest, work), device)
+        if images and loader is None:
+            raise SourceError("bundle carries images but no engine was given to load them")
+
+        def load() -> None:
+            if images and loader is not None:
+                load_images(manifest, images, work, loader)
+
         with mirror_lock(mirror.with_suffix(".lock"), TIMEOUT, repo):
             if not (mirror / "HEAD").is_file():
                 init_mirror(mirror, repo, TIMEOUT)
@@ -273,6 +326,7 @@ def _import(
                 signer=signer,
                 now=now,
                 applied=applied,
+                before_commit=load,
             )
 
 
@@ -284,6 +338,7 @@ def _import_verified(
     signer: str,
     now: datetime,
     applied: str | None,
+    before_commit: Callable[[], None],
 ) -> ImportResult:
     status, _, why = _mirror_git(mirror, ["bundle", "verify", "--quiet", str(git_bundle)])
     if status != 0:
@@ -323,6 +378,7 @@ def _import_verified(
                     f"bundle revision {manifest.revision[:12]} does not descend from the "
                     f"{label} revision {old[:12]} (older or diverged); refusing to go back"
                 )
+        before_commit()  # the images: every check passed, the revision is not recorded yet
         if prior != manifest.revision:
             args = ["update-ref", IMPORTED_REF, manifest.revision, prior or ""]
             status, _, why = _mirror_git(mirror, args)

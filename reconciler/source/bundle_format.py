@@ -30,19 +30,36 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.errors import SignatureError, SourceError
 
 FORMAT = "fleetgate-bundle/1"
+FORMAT_IMAGES = "fleetgate-bundle/2"
+"""A bundle that carries images (fleetgate before images refuses it by its format)."""
 NAMESPACE = "fleetgate-bundle"
 MANIFEST = "manifest.json"
 GIT_BUNDLE = "repo.bundle"
 SIGNATURE = "manifest.json.sig"
-LIMITS = {MANIFEST: 64 * 1024, SIGNATURE: 64 * 1024, GIT_BUNDLE: 4 * 1024**3}
-MAX_FILE = sum(LIMITS.values()) + 64 * 1024  # members plus tar headers and padding
-MAX_MEMBERS = len(LIMITS)
+OCI_LAYOUT_FILE = "oci-layout"
+INDEX = "index.json"
+LIMITS = {
+    MANIFEST: 1024 * 1024,  # lists every blob of the images it carries
+    SIGNATURE: 64 * 1024,
+    GIT_BUNDLE: 4 * 1024**3,
+    OCI_LAYOUT_FILE: 1024,
+    INDEX: 1024 * 1024,
+}
+BLOB = re.compile(r"^blobs/sha256/[0-9a-f]{64}$")
+"""Image blobs (OCI layout): the name is the SHA-256 of the content."""
+MAX_BLOB = 4 * 1024**3
+MAX_BLOBS = 2000
+MAX_IMAGE_BYTES = 32 * 1024**3
+"""All blobs of one bundle together."""
+MAX_FILE = sum(LIMITS.values()) + MAX_IMAGE_BYTES + (len(LIMITS) + MAX_BLOBS) * 2 * 512
+MAX_MEMBERS = len(LIMITS) + MAX_BLOBS
 """Entries a bundle may hold; reading stops at the next header."""
 MAX_NAME = 100
 """Longest member name (the USTAR name field); fleetgate's own names are far shorter."""
@@ -60,17 +77,42 @@ _REF = re.compile(r"^refs/(heads|tags)/[^\x00-\x20~^:?*\[\\]+$")
 
 
 @dataclass(frozen=True, slots=True)
+class BundleImage:
+    """One image the bundle carries: for which devices, and its OCI manifest blob."""
+
+    ref: str
+    platform: str  # "linux/amd64", "linux/arm/v7"
+    manifest: str  # hex SHA-256 of its OCI manifest blob
+    devices: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ref": self.ref, "platform": self.platform, "manifest": self.manifest,
+                "devices": list(self.devices)}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class BundleManifest:
+    """The signed manifest. With images: every blob in the bundle by digest and size
+    (``blobs``), the layers a ``--since`` bundle left out because the previous bundle
+    carried them (``omitted``) and the SHA-256 of ``index.json``."""
+
     ref: str  # full ref name, e.g. refs/heads/main
     revision: str  # full commit SHA the ref points to (peeled)
     created_at: str  # RFC 3339 UTC
     bundle_sha256: str
     bundle_size: int
     base: str | None = None  # commit the bundle's history starts after (--since)
-    format: str = FORMAT
+    images: tuple[BundleImage, ...] = ()
+    blobs: Mapping[str, int] = field(default_factory=dict)
+    omitted: Mapping[str, int] = field(default_factory=dict)
+    index_sha256: str | None = None
+
+    @property
+    def format(self) -> str:
+        return FORMAT_IMAGES if self.images else FORMAT
 
     def to_bytes(self) -> bytes:
-        document = {
+        document: dict[str, Any] = {
             "format": self.format,
             "ref": self.ref,
             "revision": self.revision,
@@ -79,6 +121,13 @@ class BundleManifest:
             "bundleSha256": self.bundle_sha256,
             "bundleSize": self.bundle_size,
         }
+        if self.images:
+            document |= {
+                "images": [image.to_json() for image in self.images],
+                "blobs": dict(self.blobs),
+                "omitted": dict(self.omitted),
+                "indexSha256": self.index_sha256,
+            }
         return (json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
@@ -163,7 +212,8 @@ def check_member(member: Member, seen: set[str]) -> None:
     """Refuse one entry unless it is a known regular file, seen once, within its limit."""
     if member.type in ("pax header", "GNU long name"):
         raise SourceError(f"bundle holds a {member.type} (not a plain USTAR tar); {_WHAT_TO_DO}")
-    if member.name not in LIMITS:
+    blob = BLOB.match(member.name) is not None
+    if member.name not in LIMITS and not blob:
         raise SourceError(f"bundle holds an unexpected entry {shown(member.name)}; {_WHAT_TO_DO}")
     if member.type != "file":
         raise SourceError(
@@ -171,10 +221,11 @@ def check_member(member: Member, seen: set[str]) -> None:
         )
     if member.name in seen:
         raise SourceError(f"bundle holds {member.name} twice; it was tampered with")
-    if member.size > LIMITS[member.name]:
+    limit = MAX_BLOB if blob else LIMITS[member.name]
+    if member.size > limit:
         raise SourceError(
             f"bundle entry {member.name} is {member.size} bytes, larger than its limit of "
-            f"{LIMITS[member.name]} bytes; {_WHAT_TO_DO}"
+            f"{limit} bytes; {_WHAT_TO_DO}"
         )
     seen.add(member.name)
 
@@ -193,7 +244,7 @@ def parse_manifest(data: bytes) -> BundleManifest:
         document: Any = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise SourceError("bundle manifest is not JSON; the file is damaged") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
+    if not isinstance(document, dict) or document.get("format") not in (FORMAT, FORMAT_IMAGES):
         found = document.get("format") if isinstance(document, dict) else None
         raise SourceError(f"bundle format {found!r} is not {FORMAT}; update fleetgate")
     ref, revision, base = document.get("ref"), document.get("revision"), document.get("base")
@@ -214,7 +265,59 @@ def parse_manifest(data: bytes) -> BundleManifest:
         raise SourceError("bundle manifest: bundleSize is not a byte count")
     if not isinstance(created, str):
         raise SourceError("bundle manifest: createdAt is missing")
-    return BundleManifest(ref, revision, created, digest, size, base)
+    manifest = BundleManifest(ref, revision, created, digest, size, base)
+    if document["format"] == FORMAT_IMAGES:
+        return _with_images(manifest, document)
+    return manifest
+
+
+_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
+_DEVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def _with_images(manifest: BundleManifest, document: Mapping[str, Any]) -> BundleManifest:
+    images, blobs = document.get("images"), document.get("blobs")
+    omitted, index = document.get("omitted"), document.get("indexSha256")
+    if not isinstance(images, list) or not images:
+        raise SourceError("bundle manifest: images must be a non-empty list")
+    parsed = tuple(_image(entry) for entry in images)
+    sizes = [_blob_sizes(blobs, "blobs"), _blob_sizes(omitted, "omitted")]
+    if len(sizes[0]) > MAX_BLOBS:
+        raise SourceError(f"bundle manifest lists more than {MAX_BLOBS} blobs")
+    if not isinstance(index, str) or not _HEX64.match(index):
+        raise SourceError("bundle manifest: indexSha256 is not a SHA-256 hex digest")
+    return BundleManifest(
+        manifest.ref, manifest.revision, manifest.created_at, manifest.bundle_sha256,
+        manifest.bundle_size, manifest.base, parsed, sizes[0], sizes[1], index,
+    )  # fmt: skip
+
+
+def _image(entry: Any) -> BundleImage:
+    if not isinstance(entry, dict):
+        raise SourceError("bundle manifest: an image entry is not an object")
+    ref, platform = entry.get("ref"), entry.get("platform")
+    digest, devices = entry.get("manifest"), entry.get("devices")
+    if not isinstance(ref, str) or not ref or len(ref) > 255 or _CONTROL.search(ref):
+        raise SourceError("bundle manifest: an image has no valid ref")
+    if not isinstance(platform, str) or not _PLATFORM.match(platform):
+        raise SourceError(f"bundle manifest: image {shown(ref)} has no valid platform")
+    if not isinstance(digest, str) or not _HEX64.match(digest):
+        raise SourceError(f"bundle manifest: image {shown(ref)} has no manifest digest")
+    if not isinstance(devices, list) or not all(
+        isinstance(d, str) and _DEVICE.match(d) for d in devices
+    ):
+        raise SourceError(f"bundle manifest: image {shown(ref)} has an invalid device list")
+    return BundleImage(ref, platform, digest, tuple(devices))
+
+
+def _blob_sizes(value: Any, key: str) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and _HEX64.match(k) and isinstance(v, int)
+        and not isinstance(v, bool) and 0 <= v <= MAX_BLOB
+        for k, v in value.items()
+    ):  # fmt: skip
+        raise SourceError(f"bundle manifest: {key} must map SHA-256 hex digests to sizes")
+    return dict(value)
 
 
 def check_content(manifest: BundleManifest, sha256: str, size: int) -> None:

@@ -82,12 +82,14 @@ def scan_bundle(file: Path) -> tuple[Entry, ...]:
 
 
 def copy_members(file: Path, entries: tuple[Entry, ...], work: Path) -> None:
-    """Copy each scanned entry into ``work`` under its fixed name (one of LIMITS only)."""
+    """Copy each scanned entry into ``work`` under its checked name (one of LIMITS or
+    ``blobs/sha256/<64 hex>``: no other name passed :func:`scan_bundle`)."""
     try:
         with file.open("rb") as f:
             for entry in entries:
                 f.seek(entry.offset)
                 left = entry.size
+                (work / entry.name).parent.mkdir(parents=True, exist_ok=True)
                 with (work / entry.name).open("wb") as target:
                     while left > 0:
                         chunk = f.read(min(left, 1 << 20))

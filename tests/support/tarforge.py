@@ -51,13 +51,18 @@ def write(path: Path, *parts: bytes, end: bool = True) -> Path:
     return path
 
 
-def many_members(path: Path, count: int) -> Path:
-    """A tar of the three known names followed by ``count`` more empty members (streamed)."""
+def many_members(path: Path, count: int, *, blobs: bool = False) -> Path:
+    """A tar of the three known names followed by ``count`` more empty members (streamed);
+    ``blobs``: each a distinct, well-named image blob ``blobs/sha256/<hex>``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
         for name in (b"manifest.json", b"manifest.json.sig", b"repo.bundle"):
             f.write(member(name, b"{}\n"))
         filler = header(b"filler", 0)
+        if blobs:
+            for n in range(min(count, 3000)):
+                f.write(header(b"blobs/sha256/%064x" % n, 0))
+            count -= min(count, 3000)
         for start in range(0, count, 10_000):
             f.write(filler * min(10_000, count - start))
         f.write(END)
