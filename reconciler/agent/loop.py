@@ -136,7 +136,7 @@ class Agent:
         self._stop_reason = ""
         self._clock = _AgentClock(self._stop)
         self._log = structlog.get_logger().bind(device=config.device)
-        self._source = AgentSource(config, self._log)
+        self._source = AgentSource(config, self._log, runtime)
         self._soon: float | None = None
         self._last: _Last | None = None
         self._locks = LockFiles(config)
@@ -231,6 +231,7 @@ class Agent:
         refresh = max(self.config.poll_interval, QUIET_REFRESH)
         if quiet and time.monotonic() - self._published_at < refresh:
             return
+        self._source.stick.publish(status)
         try:
             self.publisher.publish(status)
             self._published_at = time.monotonic()

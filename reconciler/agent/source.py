@@ -26,7 +26,10 @@
   the desired revision changes. Seen digests and the last imported revision are kept in
   ``{state}/devices/{device}/bundles.json``, so no file is imported twice, even across
   restarts. ``repo: bundle://offline`` is a device updated only from bundles: it never
-  fetches, its desired revision is the last imported one (else the applied one).
+  fetches, its desired revision is the last imported one (else the applied one). A
+  bundle's images (those for this device) are verified and loaded into the engine
+  before its revision is recorded; the status then goes back onto the stick
+  (:mod:`reconciler.agent.stick`).
 - **Application locks** (:class:`LockFiles`): which stacks' ``updates.lock`` exist now,
   and since when each was first seen (kept on disk: a restart grants no extra time).
 """
@@ -44,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.agent.config import AgentConfig
+from reconciler.agent.stick import StickStatus
 from reconciler.errors import RewindRefused, SignatureError, SourceError
 from reconciler.lockfiles import clocks_path, load_clocks, locked_stacks
 from reconciler.model import rfc3339
@@ -51,6 +55,7 @@ from reconciler.record import DeviceRecord
 from reconciler.report.status import FetchState
 from reconciler.source import Checkout, is_url, open_source, prune_checkouts, remote_head
 from reconciler.source.bundle import BUNDLE_REPO, import_bundle
+from reconciler.source.bundle_images import ImageLoader
 from reconciler.source.bundletar import scan_bundle
 from reconciler.store import write_atomic
 
@@ -107,9 +112,11 @@ def forward_from(record: DeviceRecord, allow_rewind: bool) -> str | None:
 class AgentSource:
     """The source of one agent: remote, fallbacks and watch folders (one thread only)."""
 
-    def __init__(self, config: AgentConfig, log: Any) -> None:
+    def __init__(self, config: AgentConfig, log: Any, loader: ImageLoader | None = None) -> None:
         self.config = config
         self._log = log
+        self._loader = loader  # the engine: a bundle's images are loaded through it
+        self.stick = StickStatus(config.device, log)
         self.checkout: Checkout | None = None  # the last accepted desired checkout
         self.fetch = FetchState()
         self.desired: str | None = None
@@ -323,11 +330,14 @@ class AgentSource:
         assert cfg.allowed_signers is not None  # the configuration requires it with watch
         try:
             result = import_bundle(
-                path, cfg.cache_dir, cfg.allowed_signers, now, repo=cfg.repo, applied=applied
-            )
+                path, cfg.cache_dir, cfg.allowed_signers, now,
+                repo=cfg.repo, applied=applied, loader=self._loader, device=cfg.device,
+            )  # fmt: skip
         except SourceError as e:
             self._refuse(path, digest, now, e)
+            self.stick.note(path.parent)
             return
+        self.stick.note(path.parent)
         self._bundle_refusal = None
         self._imported = result.revision
         self._fresh_import = result.revision

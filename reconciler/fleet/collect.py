@@ -12,10 +12,13 @@ from reconciler.fleet.reports import DEVICE_ID, MAX_REPORT, Report, parse_status
 
 def read_folder(folder: Path) -> tuple[dict[str, Report], tuple[str, ...]]:
     """Every ``<device>.json`` in ``folder`` as a report; other files are skipped quietly,
-    unreadable or invalid ones with one problem line each. ``UsageError`` when
-    ``folder`` is not a folder."""
+    unreadable or invalid ones with one problem line each; a stick's root (holding
+    ``fleetgate-status/``) is read through that folder. ``UsageError`` when ``folder`` is
+    not a folder."""
     if not folder.is_dir():
         raise UsageError(f"--from {folder}: not a folder; pass the folder of status files")
+    if (folder / "fleetgate-status").is_dir():  # a stick's root: the agents' status folder
+        folder = folder / "fleetgate-status"
     reports: dict[str, Report] = {}
     problems: list[str] = []
     for path in sorted(folder.iterdir()):
