@@ -21,7 +21,7 @@ from support.gitserver import Origin, git
 from support.hostile import Case, check_outcome, run_fleetgate
 from support.signedrepo import signed_fleet
 
-from reconciler.source.bundle_format import MAX_FILE
+from reconciler.source.bundle_format import MAX_FILE, MAX_MEMBERS
 
 FILE = "evil.fgb"
 BENIGN = "services:\n  web:\n    image: busybox:1\n"
@@ -43,8 +43,8 @@ def _ok(name: bytes) -> bytes:
 BUNDLES = [
     BundleCase(
         "bundle-too-many-members",
-        lambda p: tarforge.many_members(p, 300_000),
-        ("more than 3 entries",),
+        lambda p: tarforge.many_members(p, 300_000, blobs=True),
+        (f"more than {MAX_MEMBERS} entries",),
     ),
     BundleCase(
         "bundle-absolute-name",
