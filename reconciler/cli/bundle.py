@@ -70,6 +70,12 @@ def register(subparsers: Any) -> None:
         "--device", action="append", default=[], help="with --images: only this device"
     )
     create.add_argument(
+        "--from-registry",
+        action="store_true",
+        help="with --images: fetch each image from its registry (multi-arch: each device's "
+        "platform) instead of the local engine",
+    )
+    create.add_argument(
         "--selector", action="append", default=[], help="with --images: devices with label k=v"
     )
     add_output_flag(create)
@@ -90,7 +96,7 @@ def register(subparsers: Any) -> None:
 def run_create(args: argparse.Namespace) -> int:
     if not Path(args.repo).is_dir():
         raise UsageError(f"--repo {args.repo}: not a folder; pass a local clone")
-    if (args.device or args.selector) and not args.images:
+    if (args.device or args.selector or args.from_registry) and not args.images:
         raise UsageError("--device and --selector choose whose images to carry; add --images")
     since, previous = args.since, None
     if since is not None and Path(since).is_file():
@@ -110,6 +116,7 @@ def run_create(args: argparse.Namespace) -> int:
         since=since,
         images=images,
         previous=previous,
+        from_registry=args.from_registry,
     )
     if args.output == "json":
         document = {

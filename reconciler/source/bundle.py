@@ -102,6 +102,7 @@ def create_bundle(
     since: str | None = None,
     images: Iterable[Wanted] | None = None,
     previous: BundleManifest | None = None,
+    from_registry: bool = False,
 ) -> BundleManifest:
     """Write the bundle file for ``ref`` of the clone at ``repo`` to ``out`` (atomically).
 
@@ -145,7 +146,9 @@ def create_bundle(
         work = Path(tmp)
         _git(["bundle", "create", "--quiet", str(work / GIT_BUNDLE), spec], repo, "cannot bundle")
         data = (work / GIT_BUNDLE).read_bytes()
-        gathered = None if images is None else gather_images(images, work, previous)
+        gathered = None
+        if images is not None:
+            gathered = gather_images(images, work, previous, from_registry=from_registry)
         manifest = BundleManifest(
             ref=name,
             revision=revision,

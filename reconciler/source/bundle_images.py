@@ -39,6 +39,7 @@ from reconciler.source.bundle_format import (
     BundleManifest,
     shown,
 )
+from reconciler.source.registry import fetch_image
 
 ARCH_PLATFORMS = {
     "amd64": "linux/amd64",
@@ -110,9 +111,14 @@ def _local_platform(ref: str) -> str:
 
 
 def gather_images(
-    wanted: Iterable[Wanted], work: Path, previous: BundleManifest | None
+    wanted: Iterable[Wanted],
+    work: Path,
+    previous: BundleManifest | None,
+    *,
+    from_registry: bool = False,
 ) -> Gathered:
-    """Save every wanted image from the local engine into ``work`` as an OCI layout."""
+    """Every wanted image, from the local engine (or from its registry: see
+    :mod:`reconciler.source.registry`), into ``work`` as an OCI layout."""
     blobs_dir = work / "blobs"
     known = {} if previous is None else {**previous.blobs, **previous.omitted}
     images: list[BundleImage] = []
@@ -120,20 +126,10 @@ def gather_images(
     omitted: dict[str, int] = {}
     layouts: list[oci.Image] = []
     for want in sorted(wanted, key=lambda w: (w.ref, w.platform or "")):
-        have = _local_platform(want.ref)
-        if want.platform is not None and not same_platform(have, want.platform):
-            raise SourceError(
-                f"image {shown(want.ref)} in the local engine is {have}, but device "
-                f"{want.devices[0]} needs {want.platform}; fetch that one first "
-                f"(docker pull --platform {want.platform} {want.ref})"
-            )
-        saved = work / "saved.tar"
-        done = _docker(["save", "-o", str(saved), "--", want.ref])
-        if done.returncode != 0:
-            why = (done.stderr.strip().splitlines() or ["failed"])[-1]
-            raise SourceError(f"cannot save image {shown(want.ref)}: {shown(why)}")
-        image = oci.from_docker_archive(saved, want.ref, blobs_dir)
-        saved.unlink()
+        if from_registry:
+            image = fetch_image(want.ref, want.platform, blobs_dir, same_platform)
+        else:
+            image = _saved(want, work, blobs_dir)
         layouts.append(image)
         images.append(BundleImage(want.ref, image.platform, image.manifest.digest, want.devices))
         for blob in (image.manifest, image.config):
@@ -146,6 +142,25 @@ def gather_images(
     omitted = {d: s for d, s in omitted.items() if d not in carried}
     index = oci.index_document(layouts)
     return Gathered(tuple(images), carried, omitted, index)
+
+
+def _saved(want: Wanted, work: Path, blobs_dir: Path) -> oci.Image:
+    """``want`` from the local engine (``docker save``), its platform checked."""
+    have = _local_platform(want.ref)
+    if want.platform is not None and not same_platform(have, want.platform):
+        raise SourceError(
+            f"image {shown(want.ref)} in the local engine is {have}, but device "
+            f"{want.devices[0]} needs {want.platform}; fetch that one first "
+            f"(docker pull --platform {want.platform} {want.ref})"
+        )
+    saved = work / "saved.tar"
+    done = _docker(["save", "-o", str(saved), "--", want.ref])
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        raise SourceError(f"cannot save image {shown(want.ref)}: {shown(why)}")
+    image = oci.from_docker_archive(saved, want.ref, blobs_dir)
+    saved.unlink()
+    return image
 
 
 # ------------------------------------------------------------------ import

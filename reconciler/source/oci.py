@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -70,7 +69,7 @@ def platform_of(config: Mapping[str, Any]) -> str:
     return "/".join(parts)
 
 
-def _store(blobs: Path, data: bytes) -> Blob:
+def store(blobs: Path, data: bytes) -> Blob:
     digest = hashlib.sha256(data).hexdigest()
     path = blob_path(blobs, digest)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +122,7 @@ def from_docker_archive(archive: Path, ref: str, blobs: Path) -> Image:
             if entry is None:
                 raise SourceError(f"docker save did not write image {ref}")
             config_bytes = _member(tar, str(entry["Config"]))
-            config = _store(blobs, config_bytes)
+            config = store(blobs, config_bytes)
             layers: list[Blob] = []
             for name in entry["Layers"]:
                 handle = tar.extractfile(str(name))
@@ -135,7 +134,7 @@ def from_docker_archive(archive: Path, ref: str, blobs: Path) -> Image:
     diff_ids = json.loads(config_bytes).get("rootfs", {}).get("diff_ids", [])
     if [f"sha256:{layer.digest}" for layer in layers] != diff_ids:
         raise SourceError(f"the saved image {ref} has layers that do not match its config")
-    manifest = _store(blobs, manifest_document(config, layers))
+    manifest = store(blobs, manifest_document(config, layers))
     return Image(ref, platform_of(json.loads(config_bytes)), manifest, config, tuple(layers))
 
 
@@ -212,10 +211,3 @@ def write_docker_archive(images: Iterable[Image], blobs: Path, out: Path) -> Non
         data = json.dumps(entries).encode()
         (out.parent / "manifest.json.load").write_bytes(data)
         tar.add(str(out.parent / "manifest.json.load"), arcname="manifest.json")
-
-
-def copy_blob(source: Path, blobs: Path, blob: Blob) -> None:
-    """Copy one blob file into the layout under ``blobs``."""
-    target = blob_path(blobs, blob.digest)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
