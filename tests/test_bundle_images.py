@@ -109,6 +109,14 @@ class TestCreate:
             made.bundle("x.fgb")
         assert not (tmp_path / "x.fgb").exists()
 
+    def test_digest_reference_is_refused(
+        self, tmp_path: Path, docker_client: docker.DockerClient
+    ) -> None:
+        """docker load cannot name an image by digest, so such a reference is refused."""
+        made = Made(tmp_path, docker_client, ["fleetgate-test/pinned@sha256:" + "a" * 64])
+        with pytest.raises(SourceError, match="a digest reference cannot be carried"):
+            made.bundle("x.fgb")
+
     def test_device_arch_other_than_the_local_image_is_refused(
         self, tmp_path: Path, two: Made
     ) -> None:

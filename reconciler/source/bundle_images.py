@@ -126,6 +126,11 @@ def gather_images(
     omitted: dict[str, int] = {}
     layouts: list[oci.Image] = []
     for want in sorted(wanted, key=lambda w: (w.ref, w.platform or "")):
+        if "@" in want.ref:
+            raise SourceError(
+                f"image {shown(want.ref)}: a digest reference cannot be carried (docker load "
+                "names images by tag); reference it by tag in the stack"
+            )
         if from_registry:
             image = fetch_image(want.ref, want.platform, blobs_dir, same_platform)
         else:
