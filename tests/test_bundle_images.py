@@ -23,8 +23,9 @@ from support.engine import ImageBuilder
 from reconciler.cli.bundle_images import wanted_images
 from reconciler.engine.docker import DockerEngine
 from reconciler.errors import SourceError
-from reconciler.source.bundle import create_bundle, import_bundle, mirror_path, read_manifest
+from reconciler.source.bundle import create_bundle, import_bundle, mirror_path
 from reconciler.source.bundle_format import MANIFEST
+from reconciler.source.bundletar import read_manifest
 
 pytestmark = pytest.mark.docker
 

@@ -27,7 +27,8 @@ from support.registry import Registry
 from reconciler.cli.bundle_images import wanted_images
 from reconciler.engine.docker import DockerEngine
 from reconciler.errors import SourceError
-from reconciler.source.bundle import create_bundle, import_bundle, read_manifest
+from reconciler.source.bundle import create_bundle, import_bundle
+from reconciler.source.bundletar import read_manifest
 
 pytestmark = pytest.mark.docker
 

@@ -41,7 +41,8 @@ from reconciler.model import DesiredState
 from reconciler.render.device import DEFAULT_STATE_DIR, render_device
 from reconciler.review.impact import compare_device
 from reconciler.source import open_source
-from reconciler.source.bundle import BUNDLE_REPO, create_bundle, import_bundle, read_manifest
+from reconciler.source.bundle import BUNDLE_REPO, create_bundle, import_bundle
+from reconciler.source.bundletar import read_manifest
 
 
 def register(subparsers: Any) -> None:

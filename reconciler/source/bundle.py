@@ -9,11 +9,14 @@ folders call. In order, and refusing with one line at the first failure:
 2. the signature verifies against ``allowedSigners`` (``ssh-keygen -Y find-principals``
    then ``-Y verify``, namespace ``fleetgate-bundle``): unsigned, unknown key and a
    changed manifest are refused with :class:`SignatureError`;
-3. the Git bundle's size and SHA-256 equal the signed manifest's (truncated, tampered);
+3. the Git bundle's size and SHA-256 equal the signed manifest's (truncated, tampered),
+   and so does every image blob (:mod:`reconciler.source.bundle_images`);
 4. ``git bundle verify`` in the mirror (a ``--since`` bundle needs its base commit);
 5. the bundled ref is fetched to a temporary ref and must be the manifest's revision;
 6. fast-forward only: the revision must descend from the previously imported one and
-   from ``applied`` (the revision the device runs), else it is refused as older.
+   from ``applied`` (the revision the device runs), else it is refused as older;
+7. the device's images are loaded through the engine port; only then is the revision
+   recorded (a refused load records nothing).
 
 The mirror is the same bare repository :func:`reconciler.source.fetch.open_source`
 uses for ``repo`` (``<cache_dir>/mirrors/<cache_key(repo)>.git``), and the imported
@@ -184,15 +187,6 @@ def create_bundle(
                     tar.addfile(info, f)
         partial.replace(out)
     return manifest
-
-
-def read_manifest(file: Path) -> BundleManifest:
-    """The manifest of a bundle file (``--since PREVIOUS``: the operator's own file)."""
-    entries = scan_bundle(file)
-    entry = next(e for e in entries if e.name == MANIFEST)
-    with file.open("rb") as f:
-        f.seek(entry.offset)
-        return parse_manifest(f.read(entry.size))
 
 
 def _ssh_keygen(args: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

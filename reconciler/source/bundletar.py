@@ -16,11 +16,14 @@ from pathlib import Path
 from reconciler.errors import SourceError
 from reconciler.source.bundle_format import (
     BLOCK,
+    MANIFEST,
     MAX_FILE,
     MAX_MEMBERS,
+    BundleManifest,
     check_complete,
     check_member,
     parse_header,
+    parse_manifest,
 )
 
 
@@ -101,3 +104,12 @@ def copy_members(file: Path, entries: tuple[Entry, ...], work: Path) -> None:
                         left -= len(chunk)
     except OSError as e:
         raise SourceError(f"cannot read it: {e.strerror}") from None
+
+
+def read_manifest(file: Path) -> BundleManifest:
+    """The manifest of a bundle file (``--since PREVIOUS``: the operator's own file)."""
+    entries = scan_bundle(file)
+    entry = next(e for e in entries if e.name == MANIFEST)
+    with file.open("rb") as f:
+        f.seek(entry.offset)
+        return parse_manifest(f.read(entry.size))

@@ -30,7 +30,8 @@ from e2e.agentproc import Fleet, allowed_signers, keygen
 from e2e.test_agent import Start, converged, web
 from e2e.test_bundle_watch import NOW, refused
 from reconciler.cli.bundle_images import wanted_images
-from reconciler.source.bundle import BUNDLE_REPO, create_bundle, read_manifest
+from reconciler.source.bundle import BUNDLE_REPO, create_bundle
+from reconciler.source.bundletar import read_manifest
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
