@@ -12,7 +12,10 @@ Definitions (the contract left them open):
   ``rejected``), that *rolled back*, or that lists the candidate among its
   ``failed_revisions``. At most ``maxFailed`` bad devices are tolerated.
 - **proved**: every other device reports ``applied_revision`` and ``last_good_revision``
-  equal to the candidate with outcome ``succeeded``, and has run it for at least
+  equal to the candidate (or to an ancestor that renders the same desired state for that
+  device: :attr:`Evidence.equivalent`, checked by the caller with Git and ``impact``,
+  because an agent records nothing new for a commit that changes nothing on it, such as
+  the promotion commit itself) with outcome ``succeeded``, and has run it for at least
   ``soak``. *Since* is the status field ``last_good_at`` — when the candidate passed the
   device's health gate (a later "already converged" pass does not move it; a repair that
   passes the gate again does, so the soak restarts after trouble). The soak is measured
@@ -45,6 +48,10 @@ class Evidence:
     device: str
     status: Mapping[str, Any] | None = None
     online: bool | None = None  # None: unknown (status files carry no presence)
+    equivalent: bool = False
+    """The caller checked that the device's applied revision is an ancestor of the candidate
+    whose desired state *for this device* equals the candidate's (a later commit changed
+    only other devices, or is a promotion): running it proves the candidate here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +132,8 @@ def judge(
         return _with(row, "failed", f"{outcome}: {reason}".rstrip(": "))
     if failed_candidate:
         return _with(row, "failed", f"{short(candidate)} failed its health gate here")
-    if applied != candidate or _str(status, "last_good_revision") != candidate:
+    on_candidate = applied == candidate or (evidence.equivalent and applied is not None)
+    if not on_candidate or _str(status, "last_good_revision") != applied:
         return _with(row, "behind", f"runs {short(applied)}, not {short(candidate)}")
     if outcome != "succeeded":
         return _with(row, "behind", f"last pass {outcome or 'unknown'}, not succeeded")

@@ -1,0 +1,165 @@
+"""`fleetgate promote` as a process over a real Git clone and status files (``--from DIR``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.model import rfc3339
+
+FLEET = """\
+rollout:
+  waves:
+    - name: lab
+      selector: {ring: lab}
+    - name: production
+      selector: {}
+      soak: 1h
+      maxFailed: 0
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def fleetgate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}
+    env |= {"HOME": str(cwd)}
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "fleet"
+    (root / "devices").mkdir(parents=True)
+    (root / "fleet.yaml").write_text(FLEET)
+    (root / "devices/lab-1.yaml").write_text("labels: {ring: lab}\n")
+    (root / "devices/lab-2.yaml").write_text("labels: {ring: lab}\n")
+    (root / "devices/prod-1.yaml").write_text("labels: {ring: prod}\n")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "fleet with waves")
+    return root
+
+
+def report(folder: Path, device: str, applied: str, good_for: float, **extra: Any) -> None:
+    now = datetime.now(UTC)
+    folder.mkdir(exist_ok=True)
+    doc = {
+        "device": device,
+        "applied_revision": applied,
+        "last_good_revision": applied,
+        "last_good_at": rfc3339(now - timedelta(seconds=good_for)),
+        "heartbeat_at": rfc3339(now),
+        "outcome": "succeeded",
+        "reason": "",
+        **extra,
+    }
+    (folder / f"{device}.json").write_text(json.dumps(doc))
+
+
+class TestPromote:
+    """The gate decides; a met gate commits the pin, an unmet one writes nothing."""
+
+    def test_met_gate_commits_the_pin(self, repo: Path, tmp_path: Path) -> None:
+        """Both lab devices soaked on HEAD: waves/production.yaml is committed with that SHA."""
+        head = git(repo, "rev-parse", "HEAD")
+        reports = tmp_path / "stick"
+        report(reports, "lab-1", head, 7200)
+        report(reports, "lab-2", head, 3700)
+        done = fleetgate(
+            "promote", "production", "--from", str(reports), "--repo", str(repo), cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+        assert git(repo, "log", "-1", "--format=%s") == f"promote production to {head}"
+        assert f"revision: {head}" in (repo / "waves/production.yaml").read_text()
+        assert git(repo, "status", "--porcelain") == ""
+        again = fleetgate(
+            "promote", "production", "--from", str(reports), "--repo", str(repo), cwd=tmp_path
+        )
+        assert again.returncode == 0 and "already runs" in again.stderr
+
+    def test_before_soak_exits_3_and_writes_nothing(self, repo: Path, tmp_path: Path) -> None:
+        """A lab device 10 minutes into a 1h soak holds the gate: exit 3, it is named, no commit."""
+        head = git(repo, "rev-parse", "HEAD")
+        reports = tmp_path / "stick"
+        report(reports, "lab-1", head, 7200)
+        report(reports, "lab-2", head, 600)
+        done = fleetgate(
+            "promote", "production", "--from", str(reports), "--repo", str(repo), cwd=tmp_path
+        )
+        assert done.returncode == 3, done.stderr
+        assert "device lab-2 has not soaked 1h" in done.stderr
+        assert git(repo, "rev-parse", "HEAD") == head
+        assert not (repo / "waves").exists()
+
+    def test_rolled_back_device_refuses_and_force_says_so(self, repo: Path, tmp_path: Path) -> None:
+        """A rolled-back lab device is named with its outcome; --force commits and says why."""
+        head = git(repo, "rev-parse", "HEAD")
+        reports = tmp_path / "stick"
+        report(reports, "lab-1", head, 7200)
+        report(reports, "lab-2", "0" * 40, 7200, outcome="rolled-back", reason="health gate failed")
+        args = ["promote", "production", "--from", str(reports), "--repo", str(repo)]
+        refused = fleetgate(*args, "--output", "markdown", cwd=tmp_path)
+        assert refused.returncode == 3
+        assert "lab-2 (rolled back: health gate failed)" in refused.stderr
+        assert "| lab-2 | rolled-back |" in refused.stdout
+        assert fleetgate(*args, "--force", cwd=tmp_path).returncode == 2
+        forced = fleetgate(*args, "--force", "--reason", "hotfix approved by ops", cwd=tmp_path)
+        assert forced.returncode == 0, forced.stderr
+        body = git(repo, "log", "-1", "--format=%B")
+        assert body.startswith(f"promote production to {head}")
+        assert "FORCED past the promotion gate: hotfix approved by ops" in body
+
+    def test_dry_run_and_json_write_nothing(self, repo: Path, tmp_path: Path) -> None:
+        """--dry-run reports a met gate as JSON and leaves the clone as it was."""
+        head = git(repo, "rev-parse", "HEAD")
+        reports = tmp_path / "stick"
+        report(reports, "lab-1", head, 7200)
+        report(reports, "lab-2", head, 7200)
+        args = ["promote", "production", "--from", str(reports), "--repo", str(repo)]
+        done = fleetgate(*args, "--dry-run", "--output", "json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        verdict = json.loads(done.stdout)
+        assert (verdict["met"], verdict["candidate_revision"]) == (True, head)
+        assert [d["state"] for d in verdict["devices"]] == ["proved", "proved"]
+        assert git(repo, "rev-parse", "HEAD") == head
+
+    def test_pin_not_an_ancestor_is_refused(self, repo: Path, tmp_path: Path) -> None:
+        """A pin to a commit outside the branch's history is one finding with file and line."""
+        (repo / "waves").mkdir()
+        (repo / "waves/production.yaml").write_text(f"revision: {'b' * 40}\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "hand-written pin")
+        reports = tmp_path / "stick"
+        reports.mkdir()
+        done = fleetgate(
+            "promote", "production", "--from", str(reports), "--repo", str(repo), cwd=tmp_path
+        )
+        assert done.returncode == 1
+        assert (
+            "waves/production.yaml:1: wave production: revision bbbbbbbbbbbb is not an ancestor"
+            in done.stderr
+        )
+        assert "Traceback" not in done.stderr
