@@ -26,7 +26,7 @@ from reconciler.errors import Finding
 from reconciler.manifests.repository import read_manifest, text_map
 from reconciler.manifests.tree import RepoTree
 from reconciler.manifests.yamlio import LineDict, LineList
-from reconciler.model import FleetRepository, Location
+from reconciler.model import FleetManifest, FleetRepository, Location
 from reconciler.units import parse_duration
 
 WAVES_DIR = "waves"
@@ -199,3 +199,31 @@ def load_rollout(tree: RepoTree, repo: FleetRepository) -> tuple[Rollout, list[F
                 )
                 findings.append(Finding(device.location.path, 1, message))
     return rollout, findings
+
+
+def device_wave(tree: RepoTree, device_id: str) -> tuple[Rollout, Wave | None, list[Finding]]:
+    """The rollout and the wave of one device, reading only what that needs.
+
+    For the agent: ``fleet.yaml``, ``devices/<id>.yaml`` (its labels) and ``waves/``,
+    not the whole fleet. Findings are those of these files (membership of other devices
+    is not checked here).
+    """
+    empty = FleetRepository(fleet=FleetManifest(), devices={}, groups={}, stacks={})
+    rollout, findings = load_rollout(tree, empty)
+    if not rollout.declared or findings:
+        return rollout, None, findings
+    path = next(
+        (
+            f"devices/{device_id}.{ext}"
+            for ext in ("yaml", "yml")
+            if tree.kind(f"devices/{device_id}.{ext}") != "missing"
+        ),
+        None,
+    )
+    labels: dict[str, str] = {}
+    if path is not None:
+        doc, more = read_manifest(tree, path, "device")
+        if more:
+            return rollout, None, more
+        labels = text_map(doc.get("labels") if isinstance(doc, LineDict) else None)
+    return rollout, rollout.wave_of(labels), []
