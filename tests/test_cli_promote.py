@@ -163,3 +163,26 @@ class TestPromote:
             in done.stderr
         )
         assert "Traceback" not in done.stderr
+
+
+class TestFleetStatusWaves:
+    def test_fleet_status_shows_waves_and_the_next_gate(self, repo: Path, tmp_path: Path) -> None:
+        """fleet status names each device's wave and, per wave, its revision and gate."""
+        head = git(repo, "rev-parse", "HEAD")
+        reports = tmp_path / "stick"
+        report(reports, "lab-1", head, 7200)
+        report(reports, "lab-2", head, 60)
+        done = fleetgate(
+            "fleet", "status", "--from", str(reports), "--repo", str(repo), "--output", "json",
+            "--stale-after", "1h", cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        document = json.loads(done.stdout)
+        assert {d["device"]: d["wave"] for d in document["devices"]} == {
+            "lab-1": "lab", "lab-2": "lab", "prod-1": "production",
+        }  # fmt: skip
+        lab, production = document["waves"]
+        assert (lab["wave"], lab["revision"], lab["running"]) == ("lab", head, 2)
+        assert (production["started"], production["promotion"]["gate_met"]) == (False, False)
+        assert production["promotion"]["soak_left"] == "59m"
+        assert any("lab-2 has not soaked 1h" in r for r in production["promotion"]["reasons"])
