@@ -186,3 +186,38 @@ class TestFleetStatusWaves:
         assert (production["started"], production["promotion"]["gate_met"]) == (False, False)
         assert production["promotion"]["soak_left"] == "59m"
         assert any("lab-2 has not soaked 1h" in r for r in production["promotion"]["reasons"])
+
+
+class TestReviewWaves:
+    def test_impact_names_wave_and_when_it_lands(self, repo: Path, tmp_path: Path) -> None:
+        """impact says the lab gets a change now and production at a promotion."""
+        base = git(repo, "rev-parse", "HEAD")
+        for device in ("lab-1", "prod-1"):
+            labels = "ring: lab" if device == "lab-1" else "ring: prod"
+            (repo / f"devices/{device}.yaml").write_text(f"labels: {{{labels}}}\nstacks: [s]\n")
+        (repo / "stacks/s").mkdir(parents=True)
+        (repo / "stacks/s/compose.yaml").write_text("services:\n  x:\n    image: x\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "a stack for lab-1 and prod-1")
+        done = fleetgate(
+            "impact", base, "HEAD", "--repo", str(repo), "--output", "json", cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+        lands = {d["device"]: (d["wave"], d["lands"]) for d in json.loads(done.stdout)["devices"]}
+        assert lands == {"lab-1": ("lab", "now"), "prod-1": ("production", "at promotion")}
+        text = fleetgate("impact", base, "HEAD", "--repo", str(repo), cwd=tmp_path).stdout
+        assert "wave production: lands at promotion" in text
+
+    def test_history_lists_promotions(self, repo: Path, tmp_path: Path) -> None:
+        """history shows each promotion with its wave, target and whether it was forced."""
+        head = git(repo, "rev-parse", "HEAD")
+        reports = tmp_path / "stick"
+        reports.mkdir()
+        args = ["promote", "production", "--from", str(reports), "--repo", str(repo)]
+        assert fleetgate(*args, "--force", "--reason", "test", cwd=tmp_path).returncode == 0
+        done = fleetgate(
+            "history", "--device", "prod-1", "--repo", str(repo), "--output", "json", cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+        (move,) = json.loads(done.stdout)["promotions"]
+        assert (move["wave"], move["to"], move["forced"]) == ("production", head, True)

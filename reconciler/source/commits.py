@@ -275,3 +275,12 @@ def commit_file(path: Path, relpath: str, text: str, message: str) -> str:
             )
         check(committed, f"cannot commit {relpath}", TIMEOUT)
     return resolve(path, "HEAD")
+
+
+def commit_message(path: Path, sha: str) -> str:
+    """The full message of commit ``sha``."""
+    return check(
+        run_git(["show", "--no-patch", "--format=%B", sha, "--"], cwd=path, timeout=TIMEOUT),
+        f"cannot read commit {sha}",
+        TIMEOUT,
+    )
