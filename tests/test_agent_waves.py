@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
+from support.gitserver import git as signed_git
+from support.signedrepo import signed_fleet
 
 from reconciler.agent.config import AgentConfig
 from reconciler.agent.source import AgentSource
@@ -105,3 +107,29 @@ class TestAgentWaves:
         prod = refresh(tmp_path, repo, "prod-1")
         assert prod.checkout is None
         assert prod.refused is not None and "b" * 12 in prod.refused
+
+    def test_unsigned_pin_is_refused_with_allowed_signers(self, tmp_path: Path) -> None:
+        """With allowedSigners, a pin to an unsigned commit is refused like any unsigned commit."""
+        files = {
+            "fleet.yaml": FLEET,
+            "devices/prod-1.yaml": "labels: {ring: prod}\nstacks: [web]\n",
+            "stacks/web/compose.yaml": COMPOSE.format(tag="1"),
+        }
+        repo, allowed, _ = signed_fleet(tmp_path, files)
+        repo.commit({"stacks/web/compose.yaml": COMPOSE.format(tag="evil")}, "x")
+        signed_git("-c", "commit.gpgsign=false", "commit", "--quiet", "--amend", "-m", "unsigned",
+                   cwd=repo.path)  # fmt: skip
+        unsigned = signed_git("rev-parse", "HEAD", cwd=repo.path)
+        head = repo.commit({"waves/production.yaml": f"revision: {unsigned}\n"}, "pin it")
+        config = AgentConfig(
+            device="prod-1",
+            repo=f"file://{repo.path}",
+            state_dir=tmp_path / "prod-1",
+            allowed_signers=allowed,
+        )
+        got = AgentSource(config, structlog.get_logger()).refresh(
+            DeviceRecord("prod-1"), datetime.now(UTC)
+        )
+        assert got.desired == head
+        assert got.checkout is None
+        assert got.refused is not None and "not signed" in got.refused
