@@ -163,6 +163,9 @@ class TestPromote:
             in done.stderr
         )
         assert "Traceback" not in done.stderr
+        checked = fleetgate("validate", "--repo", str(repo), cwd=tmp_path)
+        assert checked.returncode == 1
+        assert "waves/production.yaml:1: wave production: revision bbbbbbbbbbbb" in checked.stdout
 
 
 class TestFleetStatusWaves:

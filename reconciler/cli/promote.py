@@ -44,6 +44,7 @@ from reconciler.source.commits import (
     dirty_paths,
     first_parent_log,
     is_ancestor,
+    pin_findings,
     resolve,
     scratch_cache,
     toplevel,
@@ -91,13 +92,9 @@ def _rollout_at_head(root: Path, head: str) -> tuple[Rollout, dict[str, str]]:
     if not rollout.declared:
         finding = Finding("fleet.yaml", 1, "no rollout.waves declared; add them to promote waves")
         raise ManifestError([finding])
-    for name, pin in sorted((rollout.pins or {}).items()):
-        if not is_ancestor(root, pin.revision, head):
-            message = (
-                f"wave {name}: revision {short(pin.revision)} is not an ancestor of HEAD "
-                f"{short(head)}; pin a commit of this branch (fetch it, or promote again)"
-            )
-            raise ManifestError([Finding(pin.location.path, pin.location.line, message)])
+    unrelated = pin_findings(root, head, rollout)
+    if unrelated:
+        raise ManifestError(unrelated)
     return rollout, membership(rollout, repo)
 
 

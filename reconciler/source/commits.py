@@ -17,9 +17,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler.errors import SourceError
+from reconciler.errors import Finding, SourceError
 from reconciler.source.gitcmd import check, run_git
+
+if TYPE_CHECKING:
+    from reconciler.manifests.waves import Rollout
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _SEP = "\x1f"
@@ -284,3 +288,16 @@ def commit_message(path: Path, sha: str) -> str:
         f"cannot read commit {sha}",
         TIMEOUT,
     )
+
+
+def pin_findings(path: Path, head: str, rollout: Rollout) -> list[Finding]:
+    """One finding per wave pin that is not an ancestor of ``head`` (DESIGN.md §6)."""
+    out: list[Finding] = []
+    for name, pin in sorted((rollout.pins or {}).items()):
+        if not is_ancestor(path, pin.revision, head):
+            message = (
+                f"wave {name}: revision {pin.revision[:12]} is not an ancestor of HEAD "
+                f"{head[:12]}; pin a commit of this branch (fetch it, or promote again)"
+            )
+            out.append(Finding(pin.location.path, pin.location.line, message))
+    return out
