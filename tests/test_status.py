@@ -123,6 +123,12 @@ class TestBuildStatus:
         assert (s.outcome, s.stage) == ("rolled-back", "rollback")
         assert s.pass_finished_at == NOW - timedelta(seconds=1)
 
+    def test_last_good_at_is_when_the_last_good_revision_passed(self) -> None:
+        """last_good_at is the record's last-good time and round-trips through the JSON."""
+        s = example_status()
+        assert s.last_good_at == NOW - timedelta(hours=2)
+        assert status_from_json(s.to_json()).last_good_at == s.last_good_at
+
     def test_without_a_pass(self) -> None:
         """Without a last pass, the outcome stored in the record is reported."""
         s = build_status(record(), now=NOW)

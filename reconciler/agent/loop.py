@@ -273,9 +273,11 @@ class Agent:
         self._soon = source.recheck_in
         if source.refused is not None:  # also shown by the idle passes that follow
             self._override = ("rejected", source.refused)
+        elif source.waiting is not None:  # a wave not started: what runs is kept
+            self._override = ("waiting", source.waiting)
         checkout = source.checkout
         if checkout is None:
-            self.failures += source.refused is None
+            self.failures += source.refused is None and source.waiting is None
             return None if source.refused is None else "rejected"
         locked = self._locks.locked()
         if self._idle(reasons, source, locked):
@@ -300,6 +302,8 @@ class Agent:
         outcome: str = done.outcome  # counted as it happened; the status may stay sticky
         if source.refused is not None and outcome in STABLE:
             outcome, self._pending = "rejected", None  # what runs was kept or repaired
+        elif source.waiting is not None and outcome in STABLE:
+            outcome = "waiting"
         else:
             self._override = None
         self._last = _Last(source.desired, checkout.dirty, locked, outcome, time.monotonic())

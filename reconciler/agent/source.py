@@ -48,8 +48,10 @@ from typing import Any
 
 from reconciler.agent.config import AgentConfig
 from reconciler.agent.stick import StickStatus
-from reconciler.errors import RewindRefused, SignatureError, SourceError
+from reconciler.errors import Finding, RewindRefused, SignatureError, SourceError
 from reconciler.lockfiles import clocks_path, load_clocks, locked_stacks
+from reconciler.manifests.tree import RepoTree
+from reconciler.manifests.waves import Rollout, Wave, device_wave
 from reconciler.model import rfc3339
 from reconciler.record import DeviceRecord
 from reconciler.report.status import FetchState
@@ -83,6 +85,7 @@ class Refresh:
     refused: str | None = None
     fetch_failed: bool = False
     recheck_in: float | None = None
+    waiting: str | None = None  # why the device keeps what it runs (its wave has not started)
 
 
 def is_refusal(error: SourceError) -> bool:
@@ -126,6 +129,7 @@ class AgentSource:
         self._fresh_import: str | None = None
         self._digests: dict[tuple[str, int, int], str] = {}
         self._seen, self._imported = self._load_bundles()
+        self._wave: tuple[str | None, tuple[Rollout, Wave | None, list[Finding]]] | None = None
 
     @property
     def bundle_only(self) -> bool:
@@ -159,7 +163,56 @@ class AgentSource:
         self.fetch = FetchState() if self.bundle_only else self.fetch.fetched(now)
         self.checkout = checkout
         self.desired = checkout.revision
-        return Refresh(checkout, checkout.revision, self._bundle_refusal, recheck_in=recheck)
+        try:
+            chosen, waiting = self._wave_checkout(checkout, record)
+        except SourceError as e:
+            self._log.warning("source.refused", error=str(e), wave_pin=True)
+            kept = self._applied_checkout(record)
+            return Refresh(kept, self.desired, str(e), recheck_in=recheck)
+        if waiting is not None:
+            return Refresh(chosen, self.desired, self._bundle_refusal, False, recheck, waiting)
+        assert chosen is not None
+        return Refresh(chosen, chosen.revision, self._bundle_refusal, recheck_in=recheck)
+
+    def _wave_checkout(
+        self, head: Checkout, record: DeviceRecord
+    ) -> tuple[Checkout | None, str | None]:
+        """The checkout of this device's rollout wave (DESIGN.md §6), or what it runs and why.
+
+        Membership and pins are read from the head. The first wave (or a fleet without
+        ``rollout``) follows the head. A later wave runs its pin: the pin's commit is opened
+        with the same signature check as any commit, and the head must descend from it
+        (checked by opening the head with ``forward_from=pin``). The device's own
+        anti-rollback guard is not applied to the pin: moving a pin back (the rollback of a
+        promotion) is authorized by the head that says so. A wave without a pin, a device in
+        no wave or an invalid rollout: the device keeps what it runs, and says why.
+        """
+        key = head.revision
+        if self._wave is not None and self._wave[0] == key:
+            rollout, wave, findings = self._wave[1]
+        else:
+            rollout, wave, findings = device_wave(RepoTree(head.root), self.config.device)
+            self._wave = (key, (rollout, wave, findings))
+        if not rollout.declared:
+            return head, None
+        applied = None if record.last_applied is None else record.last_applied.revision
+        kept = f"; running {applied} is kept" if applied else "; nothing runs yet"
+        if findings:
+            return self._applied_checkout(record), f"rollout is invalid: {findings[0]}{kept}"
+        if wave is None:
+            why = f"device {self.config.device} is in no rollout wave{kept}"
+            return self._applied_checkout(record), why
+        if rollout.index(wave.name) == 0:
+            return head, None
+        pin = rollout.pin(wave.name)
+        if pin is None:
+            why = f"wave {wave.name} not started (no waves/{wave.name}.yaml){kept}"
+            return self._applied_checkout(record), why
+        if pin == head.revision:
+            return head, None
+        pinned = self._checked(pin, None)
+        self._open(head.revision, pin)  # RewindRefused unless the head descends from the pin
+        return pinned, None
 
     def prune(self, keep: set[str]) -> None:
         """Remove checkouts of every revision but ``keep`` (the caller's applied / good)."""

@@ -56,6 +56,7 @@ COMMANDS: tuple[str, ...] = (
     "rollback",
     "bundle",
     "fleet",
+    "promote",
 )
 """Subcommand modules under ``reconciler.cli``, in the order ``--help`` lists them."""
 

@@ -24,9 +24,11 @@ from reconciler.errors import SourceError, UsageError
 from reconciler.fleet.collect import read_folder
 from reconciler.fleet.reports import Report, reports_from_messages, shown
 from reconciler.fleet.table import render_text
-from reconciler.fleet.view import FleetView, build_view, filter_view, to_json
+from reconciler.fleet.view import FleetView, build_view, filter_view, to_json, with_waves
+from reconciler.fleet.waves import wave_summary
 from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
+from reconciler.manifests.waves import Rollout, load_rollout
 from reconciler.report.broker import DEFAULT_TOPIC, Broker, check_topic, parse_broker, read_password
 from reconciler.source import is_url
 from reconciler.source.commits import commit_info
@@ -100,8 +102,18 @@ def selector_of(items: list[str]) -> dict[str, str]:
 
 def repository_devices(repo: str, ref: str | None) -> tuple[dict[str, dict[str, str]], str | None]:
     """The devices (id → labels) of the repository and its head commit."""
+    devices, head, _ = repository_fleet(repo, ref)
+    return devices, head
+
+
+def repository_fleet(
+    repo: str, ref: str | None
+) -> tuple[dict[str, dict[str, str]], str | None, Rollout]:
+    """The devices (id → labels), the head commit and the rollout (waves) of the repository."""
     checkout = checkout_repo(repo, ref)
-    fleet, findings = load_repository(RepoTree(checkout.root), checkout.revision)
+    tree = RepoTree(checkout.root)
+    fleet, findings = load_repository(tree, checkout.revision)
+    rollout = load_rollout(tree, fleet)[0]
     if findings:
         print(
             f"fleetgate: warning: {repo}: {len(findings)} validation findings; devices with "
@@ -109,7 +121,13 @@ def repository_devices(repo: str, ref: str | None) -> tuple[dict[str, dict[str, 
             file=sys.stderr,
         )
     devices = {d: dict(m.labels) for d, m in fleet.devices.items()}
-    return devices, checkout.revision
+    return devices, checkout.revision, rollout
+
+
+def membership_of(rollout: Rollout, devices: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """``device -> wave`` (empty without rollout)."""
+    waves = {d: rollout.wave_of(labels) for d, labels in devices.items()}
+    return {d: w.name for d, w in waves.items() if w is not None}
 
 
 def subjects_of(repo: str, view: FleetView) -> dict[str, str]:
@@ -145,14 +163,18 @@ def run_status(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"--stale-after: {e}") from None
     selector = selector_of(args.selector)
-    devices, head = repository_devices(args.repo, args.ref)
+    devices, head, rollout = repository_fleet(args.repo, args.ref)
     reports, problems = collect(args)
-    view = build_view(devices, reports, head=head, now=datetime.now(UTC), stale_after=stale_after)
+    now = datetime.now(UTC)
+    view = build_view(devices, reports, head=head, now=now, stale_after=stale_after)
+    view = with_waves(view, membership_of(rollout, devices))
     view = filter_view(view, selector=selector, outcomes=args.outcome, behind=args.behind)
     for problem in problems:
         print(f"fleetgate: warning: {problem}", file=sys.stderr)
     if args.output == "json":
-        print(json.dumps(to_json(view), indent=2, sort_keys=True))
+        document = to_json(view)
+        document["waves"] = wave_summary(view, rollout, head, now)
+        print(json.dumps(document, indent=2, sort_keys=True))
     else:
         sys.stdout.write(render_text(view, subjects_of(args.repo, view)))
     return EXIT_OK

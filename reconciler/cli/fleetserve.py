@@ -18,11 +18,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import EXIT_OK, add_repo_flags
-from reconciler.cli.fleet import add_broker_flags, broker_of, repository_devices
+from reconciler.cli.fleet import add_broker_flags, broker_of, membership_of, repository_fleet
 from reconciler.errors import UsageError
 from reconciler.fleet.reports import Report, reports_from_messages
 from reconciler.fleet.serve import DEFAULT_LISTEN, FleetServer, now
-from reconciler.fleet.view import FleetView, build_view
+from reconciler.fleet.view import FleetView, build_view, with_waves
 from reconciler.report.broker import check_topic
 from reconciler.units import parse_duration
 
@@ -54,7 +54,7 @@ class _LiveFleet:
         self._topic = args.topic
         self._stale_after = stale_after
         self._lock = threading.Lock()
-        self._devices, self._head = repository_devices(self._repo, self._ref)
+        self._devices, self._head, self._rollout = repository_fleet(self._repo, self._ref)
         self._read_at = time.monotonic()
 
     def view(self) -> FleetView:
@@ -62,18 +62,20 @@ class _LiveFleet:
             if time.monotonic() - self._read_at > REPO_REFRESH:
                 self._read_at = time.monotonic()
                 try:
-                    self._devices, self._head = repository_devices(self._repo, self._ref)
+                    fresh = repository_fleet(self._repo, self._ref)
+                    self._devices, self._head, self._rollout = fresh
                 except Exception as e:  # keep serving the last good device list
                     print(
                         f"fleetgate: warning: cannot re-read the repository: {e}", file=sys.stderr
                     )
-            devices, head = self._devices, self._head
+            devices, head, rollout = self._devices, self._head, self._rollout
             version = self._subscription.version
             if self._parsed[0] != version:  # parse the reports once per change, not per request
                 parsed, _ = reports_from_messages(self._subscription.messages(), self._topic)
                 self._parsed = (version, parsed)
             reports = self._parsed[1]
-        return build_view(devices, reports, head=head, now=now(), stale_after=self._stale_after)
+        view = build_view(devices, reports, head=head, now=now(), stale_after=self._stale_after)
+        return with_waves(view, membership_of(rollout, devices))
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -4,15 +4,21 @@ The commits that changed one device's rendered state, newest first, with what ch
 (the same reasons as ``impact``): "what ran when" for an auditor. History follows first
 parents from ``--rev`` (default ``HEAD``): the revisions the branch actually pointed to.
 
+Rollout promotions (commits whose subject is ``promote WAVE to <sha>``, DESIGN.md §6) are
+listed apart, newest first: they move a wave's pin, not the branch's files, so they change
+no device's state at the branch head yet decide what runs in later waves.
+
 JSON (stable fields): ``{"device", "revision", "entries": [{"commit", "parent", "author",
 "authoredAt", "committedAt", "subject", "problem", "impact": <impact device object> |
-null}]}``. Exit 0; 2 usage; 1 when the repository cannot be read.
+null}], "promotions": [{"commit", "author", "committedAt", "wave", "to", "forced"}]}``.
+Exit 0; 2 usage; 1 when the repository cannot be read.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +34,7 @@ from reconciler.render.device import render_device
 from reconciler.review.history import HistoryEntry, could_touch
 from reconciler.review.impact import compare_device
 from reconciler.source import open_source
-from reconciler.source.commits import first_parent_log, scratch_cache, toplevel
+from reconciler.source.commits import commit_message, first_parent_log, scratch_cache, toplevel
 
 
 def register(subparsers: Any) -> None:
@@ -106,6 +112,33 @@ def device_history(
     return entries
 
 
+PROMOTION = re.compile(r"^promote ([a-z0-9][a-z0-9-]{0,62}) to ([0-9a-f]{40})$")
+
+
+def promotions(repo: str, rev: str, limit: int) -> list[dict[str, Any]]:
+    """Promotion commits reachable from ``rev`` along first parents, newest first."""
+    root = toplevel(Path(repo))
+    found: list[dict[str, Any]] = []
+    for commit in first_parent_log(root, rev):
+        match = PROMOTION.match(commit.subject)
+        if match is None:
+            continue
+        body = commit_message(root, commit.sha)
+        found.append(
+            {
+                "commit": commit.sha,
+                "author": commit.author,
+                "committedAt": commit.committed_at,
+                "wave": match.group(1),
+                "to": match.group(2),
+                "forced": "FORCED past the promotion gate" in body,
+            }
+        )
+        if len(found) >= limit:
+            break
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit {args.limit}: give a positive number of entries")
@@ -120,11 +153,13 @@ def run(args: argparse.Namespace) -> int:
             state_dir=args.state_dir,
             limit=args.limit,
         )
+    moves = promotions(args.repo, args.rev, args.limit)
     if args.output == "json":
         document = {
             "device": args.device,
             "revision": args.rev,
             "entries": [_entry_document(e) for e in entries],
+            "promotions": moves,
         }
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
@@ -138,6 +173,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"  device {entry.impact.kind}")
         for line in device_lines(entry.impact, "  "):
             print(line)
+    if moves:
+        print("\npromotions:")
+    for move in moves:
+        forced = " (FORCED past the gate)" if move["forced"] else ""
+        print(
+            f"{move['commit'][:12]} {move['committedAt']} {move['author']}  "
+            f"wave {move['wave']} -> {move['to'][:12]}{forced}"
+        )
     return EXIT_OK
 
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,16 @@ from typing import Any
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
 from reconciler.errors import UsageError
 from reconciler.manifests.tree import RepoTree
+from reconciler.manifests.waves import load_rollout, membership
 from reconciler.render.device import DEFAULT_STATE_DIR
-from reconciler.review.impact import Change, DeviceImpact, StackImpact, local_time, summarize
+from reconciler.review.impact import (
+    Change,
+    DeviceImpact,
+    StackImpact,
+    landing,
+    local_time,
+    summarize,
+)
 from reconciler.review.scope import Assessment, assess, read_side
 from reconciler.source import open_source
 from reconciler.source.commits import scratch_cache
@@ -48,6 +57,11 @@ class Review:
     head: str | None
     now: datetime
     assessment: Assessment
+    waves: Mapping[str, str] = field(default_factory=dict)  # device -> rollout wave at HEAD
+    first_wave: str | None = None  # None: no rollout declared
+
+    def lands(self, device: str) -> str:
+        return landing(self.waves.get(device, ""), self.first_wave)
 
 
 def register(subparsers: Any) -> None:
@@ -97,13 +111,12 @@ def review(
     """Materialize BASE and HEAD of ``repo`` and assess the change between them."""
     old = open_source(repo, cache_dir, ref=base)
     new = open_source(repo, cache_dir, ref=head)
-    assessment = assess(
-        read_side(RepoTree(old.root), old.revision),
-        read_side(RepoTree(new.root), new.revision),
-        now,
-        state_dir,
-    )
-    return Review(old.revision, new.revision, now, assessment)
+    after = read_side(RepoTree(new.root), new.revision)
+    assessment = assess(read_side(RepoTree(old.root), old.revision), after, now, state_dir)
+    rollout = load_rollout(after.tree, after.repo)[0]
+    first = rollout.waves[0].name if rollout.declared else None
+    waves = membership(rollout, after.repo)
+    return Review(old.revision, new.revision, now, assessment, waves, first)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,8 +150,14 @@ def _changes(changes: tuple[Change, ...]) -> list[dict[str, str | None]]:
     return [{"subject": c.subject, "before": c.before, "after": c.after} for c in changes]
 
 
-def device_document(d: DeviceImpact) -> dict[str, Any]:
+def device_document(d: DeviceImpact, result: Review | None = None) -> dict[str, Any]:
+    waves = (
+        {}
+        if result is None
+        else {"wave": result.waves.get(d.device, ""), "lands": result.lands(d.device)}
+    )
     return {
+        **waves,
         "device": d.device,
         "kind": d.kind,
         "site": d.site,
@@ -176,7 +195,7 @@ def document_of(result: Review) -> dict[str, Any]:
             "bySite": dict(totals.by_site),
             "byGroup": dict(totals.by_group),
         },
-        "devices": [device_document(d) for d in a.devices],
+        "devices": [device_document(d, result) for d in a.devices],
     }
 
 
@@ -235,7 +254,9 @@ def text(result: Review) -> str:
     if totals.by_group:
         lines.append("by group: " + ", ".join(f"{g} {n}" for g, n in totals.by_group))
     for d in a.devices:
-        lines += ["", f"device {d.device} {d.kind} ({d.site or 'no site'}; {when(d)})"]
+        wave = result.waves.get(d.device)
+        lands = f"; wave {wave}: lands {result.lands(d.device)}" if wave else ""
+        lines += ["", f"device {d.device} {d.kind} ({d.site or 'no site'}; {when(d)}{lands})"]
         lines += device_lines(d)
     return "\n".join(lines) + "\n"
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag, add_repo_flags, checkout_repo
+from reconciler.errors import SourceError
 from reconciler.manifests.tree import RepoTree
-from reconciler.manifests.validate import check_fleet
+from reconciler.manifests.validate import Validation, check_fleet
 
 
 def register(subparsers: Any) -> None:
@@ -28,9 +31,32 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def with_pin_ancestry(result: Validation, repo: str, root: Path, head: str | None) -> Validation:
+    """Add a finding per wave pin that is not an ancestor of the head (local clones only:
+    that needs Git, which the pure validation never reads)."""
+    if head is None or len(head) != 40 or not (root / "waves").is_dir():
+        return result
+    from reconciler.manifests.waves import load_rollout  # noqa: PLC0415  # rare path
+    from reconciler.model import FleetManifest, FleetRepository  # noqa: PLC0415  # rare path
+    from reconciler.source import is_url  # noqa: PLC0415  # Git only when pins exist
+    from reconciler.source.commits import pin_findings  # noqa: PLC0415  # idem
+
+    no_devices = FleetRepository(FleetManifest(), {}, {}, {})  # membership is checked already
+    rollout = load_rollout(RepoTree(root), no_devices)[0]
+    if is_url(repo) or not rollout.pins:
+        return result
+    try:
+        extra = pin_findings(Path(repo), head, rollout)
+    except SourceError:
+        return result
+    merged = sorted({*result.findings, *extra}, key=lambda f: (f.path, f.line or 0, f.message))
+    return replace(result, findings=tuple(merged))
+
+
 def run(args: argparse.Namespace) -> int:
     checkout = checkout_repo(args.repo, args.ref, args.allowed_signers)
     result = check_fleet(RepoTree(checkout.root), checkout.revision)
+    result = with_pin_ancestry(result, args.repo, checkout.root, checkout.revision)
     if args.output == "json":
         document = {
             "valid": result.valid,

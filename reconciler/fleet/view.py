@@ -2,8 +2,8 @@
 
 ``build_view`` joins the devices (id, labels) with the reports; ``summary`` counts them
 by category, wave and outcome; ``to_json`` is the ``fleet status --output json`` /
-``/api/fleet`` document of DESIGN.md §6. Waves come with staged rollout (a later issue):
-until then every device's ``wave`` is ``""``.
+``/api/fleet`` document of DESIGN.md §6. ``wave`` is the device's rollout wave
+(:func:`reconciler.manifests.waves.membership`; ``""`` without ``rollout``).
 """
 
 from __future__ import annotations
@@ -103,6 +103,12 @@ def _row(
     if report.status is not None:
         stale = last is None or now - last > timedelta(seconds=stale_after)
     return DeviceRow(device, "", labels, report.online, last, stale, report.status)
+
+
+def with_waves(view: FleetView, waves: Mapping[str, str]) -> FleetView:
+    """The view with each device's rollout wave (``device id -> wave``) filled in."""
+    rows = tuple(replace(r, wave=waves.get(r.device, "")) for r in view.devices)
+    return replace(view, devices=rows)
 
 
 def build_view(

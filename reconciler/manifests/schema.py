@@ -25,7 +25,7 @@ from jsonschema.exceptions import ValidationError
 from reconciler.errors import Finding
 from reconciler.manifests.yamlio import LineDict, LineList, control_problem, line_at
 
-SCHEMA_KINDS = ("fleet", "device", "group", "stack", "compose")
+SCHEMA_KINDS = ("fleet", "device", "group", "stack", "compose", "wave")
 
 # Keys of the Compose specification fleetgate refuses, with what to do instead.
 _UNSUPPORTED_SERVICE = {

@@ -25,6 +25,7 @@ from reconciler.errors import Finding, ManifestError
 from reconciler.manifests import policy as policy_mod
 from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
+from reconciler.manifests.waves import load_rollout
 from reconciler.manifests.yamlio import control_problem
 from reconciler.model import DesiredState, FleetRepository, Policy
 from reconciler.render.device import Rendered, render_device
@@ -145,6 +146,7 @@ def check_fleet(
     if local_policy is not None:
         policy = policy_mod.narrow(policy, local_policy)
     findings: set[Finding] = set(loaded)
+    findings.update(load_rollout(tree, repo)[1])
     shared: dict[Finding, list[str]] = {}
     for device_id, found in _every_device(repo, tree, policy, state_dir):
         own = repo.devices[device_id].location.path

@@ -12,6 +12,8 @@ Stable JSON contract (``Status.to_json``; snake_case, full 40-hex SHAs — or
     desired_revision          what the repository asks for (last fetched / attempted)
     applied_revision          what was last applied to the engine
     last_good_revision        the last revision that passed its health gate
+    last_good_at              when it passed (a later no-change pass does not move it; the
+                              soak of a rollout wave is measured from here, DESIGN.md §6)
     failed_revisions          [{revision, reason, at}] not retried until the desired one changes
     outcome                   succeeded | failed-no-change | rolled-back | rollback-failed |
                               rejected | failed | waiting | source-unreachable | null
@@ -169,6 +171,7 @@ class Status:
     failed_revisions: tuple[FailedEntry, ...] = ()
     outcome: str | None = None
     reason: str = ""
+    last_good_at: datetime | None = None
     stage: str | None = None
     pass_started_at: datetime | None = None
     pass_finished_at: datetime | None = None
@@ -198,6 +201,7 @@ class Status:
             "desired_revision": self.desired_revision,
             "applied_revision": self.applied_revision,
             "last_good_revision": self.last_good_revision,
+            "last_good_at": _time(self.last_good_at),
             "failed_revisions": [
                 {"revision": f.revision, "reason": f.reason, "at": rfc3339(f.at)}
                 for f in self.failed_revisions
@@ -243,6 +247,7 @@ def status_from_json(data: Mapping[str, Any]) -> Status:
             desired_revision=data.get("desired_revision"),
             applied_revision=data.get("applied_revision"),
             last_good_revision=data.get("last_good_revision"),
+            last_good_at=_parse(data.get("last_good_at")),
             failed_revisions=tuple(
                 FailedEntry(str(f["revision"]), str(f["reason"]), parse_rfc3339(f["at"]))
                 for f in data.get("failed_revisions") or ()
@@ -329,6 +334,7 @@ def build_status(
         desired_revision=desired,
         applied_revision=None if record.last_applied is None else record.last_applied.revision,
         last_good_revision=None if record.last_good is None else record.last_good.revision,
+        last_good_at=None if record.last_good is None else record.last_good.at,
         failed_revisions=tuple(
             FailedEntry(f.revision, scrub(f.reason, hidden), f.at) for f in record.failed
         ),

@@ -399,3 +399,15 @@ def affected_names(impacts: Iterable[DeviceImpact], limit: int = 20) -> str:
 
 def labels_site(labels: Mapping[str, str]) -> str | None:
     return labels.get("site")
+
+
+def landing(wave: str, first_wave: str | None) -> str:
+    """When a change on the branch reaches a device of ``wave`` (DESIGN.md §6).
+
+    ``"now"`` for the first wave (it follows the branch) and in a fleet without
+    ``rollout`` (``first_wave`` ``None``); ``"at promotion"`` for every later wave, whose
+    devices run their pin until ``fleetgate promote`` moves it.
+    """
+    if first_wave is None or wave == first_wave:
+        return "now"
+    return "at promotion"

@@ -17,9 +17,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler.errors import SourceError
+from reconciler.errors import Finding, SourceError
 from reconciler.source.gitcmd import check, run_git
+
+if TYPE_CHECKING:
+    from reconciler.manifests.waves import Rollout
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _SEP = "\x1f"
@@ -220,3 +224,80 @@ def scratch_cache(keep: Path | None = None) -> Iterator[Path]:
                 if not p.is_symlink():
                     p.chmod(0o755)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def is_ancestor(path: Path, ancestor: str, descendant: str) -> bool:
+    """Whether commit ``ancestor`` is ``descendant`` or one of its ancestors.
+
+    A commit unknown to the clone (a pin to a commit that was never pushed here) is not
+    an ancestor.
+    """
+    result = run_git(
+        ["merge-base", "--is-ancestor", ancestor, descendant], cwd=path, timeout=TIMEOUT
+    )
+    if result.status in (0, 1):
+        return result.status == 0
+    if "Not a valid" in result.stderr or "not a valid" in result.stderr:
+        return False
+    check(
+        result, f"cannot tell whether {ancestor[:12]} is an ancestor of {descendant[:12]}", TIMEOUT
+    )
+    return False
+
+
+def commit_file(path: Path, relpath: str, text: str, message: str) -> str:
+    """Write ``relpath`` (repository-relative) with ``text`` and commit only that file.
+
+    Used by ``promote`` to write ``waves/<wave>.yaml``. The file is written to a temporary
+    name and renamed; a failed commit restores nothing else because nothing else was
+    staged (the caller refuses a dirty tree first). Returns the new commit's SHA.
+    """
+    target = path / relpath
+    if target.is_symlink():
+        raise SourceError(f"{relpath} is a symlink; fleetgate never writes through one")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    check(
+        run_git(["add", "--", relpath], cwd=path, timeout=TIMEOUT),
+        f"cannot stage {relpath}",
+        TIMEOUT,
+    )
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".msg", delete=False) as f:
+        f.write(message)
+    try:
+        committed = run_git(
+            ["commit", "--quiet", "--file", f.name, "--", relpath], cwd=path, timeout=TIMEOUT
+        )
+    finally:
+        Path(f.name).unlink(missing_ok=True)
+    if committed.status != 0:
+        if "identity" in committed.stderr or "email" in committed.stderr:
+            raise SourceError(
+                "git does not know who you are; set git config user.name and user.email"
+            )
+        check(committed, f"cannot commit {relpath}", TIMEOUT)
+    return resolve(path, "HEAD")
+
+
+def commit_message(path: Path, sha: str) -> str:
+    """The full message of commit ``sha``."""
+    return check(
+        run_git(["show", "--no-patch", "--format=%B", sha, "--"], cwd=path, timeout=TIMEOUT),
+        f"cannot read commit {sha}",
+        TIMEOUT,
+    )
+
+
+def pin_findings(path: Path, head: str, rollout: Rollout) -> list[Finding]:
+    """One finding per wave pin that is not an ancestor of ``head`` (DESIGN.md §6)."""
+    out: list[Finding] = []
+    for name, pin in sorted((rollout.pins or {}).items()):
+        if not is_ancestor(path, pin.revision, head):
+            message = (
+                f"wave {name}: revision {pin.revision[:12]} is not an ancestor of HEAD "
+                f"{head[:12]}; pin a commit of this branch (fetch it, or promote again)"
+            )
+            out.append(Finding(pin.location.path, pin.location.line, message))
+    return out

@@ -1,0 +1,65 @@
+"""Per-wave summary of the fleet view (pure): each wave's revision, how many devices run
+it, and whether the next promotion's gate holds and why not (DESIGN.md §6, issue 11).
+
+The gate is :func:`reconciler.decide.waves.gate` over the view's rows, exactly what
+``fleetgate promote --dry-run`` decides, except that ``promote`` also credits a device
+whose older applied revision renders the same state (Git is not read here).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from reconciler.decide.waves import Evidence, gate
+from reconciler.fleet.view import FleetView
+from reconciler.manifests.waves import Rollout
+from reconciler.units import format_duration
+
+
+def wave_summary(
+    view: FleetView, rollout: Rollout, candidate_head: str | None, now: datetime
+) -> list[dict[str, Any]]:
+    """One entry per declared wave, in order (``[]`` without ``rollout``)."""
+    out: list[dict[str, Any]] = []
+    for position, wave in enumerate(rollout.waves):
+        revision = candidate_head if position == 0 else rollout.pin(wave.name)
+        rows = [r for r in view.devices if r.wave == wave.name]
+        entry: dict[str, Any] = {
+            "wave": wave.name,
+            "revision": revision,
+            "started": revision is not None,
+            "devices": len(rows),
+            "running": sum(1 for r in rows if revision is not None and r.applied == revision),
+            "soak": format_duration(wave.soak),
+            "max_failed": wave.max_failed,
+            "promotion": None,
+        }
+        if position > 0:
+            previous = rollout.waves[position - 1].name
+            candidate = candidate_head if position == 1 else rollout.pin(previous)
+            evidence = [
+                Evidence(r.device, r.status, False if r.stale else r.online)
+                for r in view.devices
+                if r.wave == previous
+            ]
+            verdict = gate(
+                wave=wave.name,
+                previous=previous,
+                candidate=candidate,
+                soak=wave.soak,
+                max_failed=wave.max_failed,
+                evidence=evidence,
+                now=now,
+            )
+            soaked = [r.soaked for r in verdict.devices if not r.bad]
+            left = max(0.0, wave.soak - min(soaked)) if soaked else wave.soak
+            entry["promotion"] = {
+                "candidate_revision": candidate,
+                "already": candidate is not None and candidate == revision,
+                "gate_met": verdict.met,
+                "soak_left": format_duration(round(left)),
+                "reasons": list(verdict.reasons),
+            }
+        out.append(entry)
+    return out
