@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from support.mqtt import VIEWER, Mosquitto, running_broker
 from support.wait import wait_for
 
 from reconciler.report.broker import Broker, ReportStats, parse_broker
+from reconciler.report.http import StatusServer
 from reconciler.report.metrics import ReportCollector
 from reconciler.report.mqtt import MqttReporter, read_retained
 from reconciler.report.status import Status
@@ -193,3 +195,42 @@ class TestReportMetrics:
         assert "fleetgate_report_connected 1.0" in text
         assert "fleetgate_report_last_publish_timestamp_seconds 1.7e+09" in text
         assert "fleetgate_report_failures_total 3.0" in text
+
+    def test_agent_status_server_serves_report_series(self, tmp_path: Path) -> None:
+        """The status server's /metrics shows the live reporter: connected after a publish,
+        then disconnected with a failure counted once the broker stops."""
+        with running_broker(tmp_path / "metrics") as broker:
+            reporter = MqttReporter(_broker(broker.url), "d1", interval=1.0)
+            server = StatusServer(
+                "127.0.0.1:0",
+                lambda: _status("d1"),
+                lambda: None,
+                metrics=[ReportCollector(reporter.stats)],
+            )
+            server.start()
+            reporter.start()
+            host, port = server.address
+
+            def scrape() -> str:
+                url = f"http://{host}:{port}/metrics"
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    return str(response.read().decode())
+
+            try:
+                reporter.publish(_status("d1"))
+                wait_for(lambda: reporter.stats().last_publish_at, timeout=10, what="publish")
+                text = scrape()
+                assert "fleetgate_report_connected 1.0" in text
+                assert "fleetgate_report_last_publish_timestamp_seconds" in text
+                assert "fleetgate_report_failures_total 0.0" in text
+                assert 'fleetgate_passes_total{device="d1"}' in text  # the status series stay
+                broker.stop()
+                wait_for(
+                    lambda: "fleetgate_report_connected 0.0" in scrape(),
+                    timeout=15,
+                    what="disconnected",
+                )
+                assert "fleetgate_report_failures_total 0.0" not in scrape()
+            finally:
+                reporter.stop(timeout=0.5)
+                server.stop()
