@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from reconciler.fleet.reports import Report, reports_from_messages
 from reconciler.fleet.table import render_text
-from reconciler.fleet.view import build_view, filter_view, summary, to_json
+from reconciler.fleet.view import build_view, dumps_document, filter_view, summary, to_json
 
 HEAD = "a" * 40
 OLD = "b" * 40
@@ -105,6 +105,17 @@ class TestBuildView:
             "rolled_back": 1,
             "offline": 1,
         }
+
+    def test_printed_document_is_the_same_json_one_device_a_line(self) -> None:
+        """--output json prints the document itself, each device on a line of its own."""
+        document = to_json(build_view(DEVICES, REPORTS, head=HEAD, now=NOW))
+        text = dumps_document(document)
+        assert json.loads(text) == document
+        lines = text.splitlines()
+        for row in document["devices"]:
+            assert f"    {json.dumps(row, sort_keys=True)}," in lines or (
+                f"    {json.dumps(row, sort_keys=True)}" in lines
+            )
 
 
 class TestTable:

@@ -147,6 +147,26 @@ class TestReporter:
             reporter.stop()
 
 
+class TestReader:
+    def test_reads_every_retained_status_beyond_the_brokers_queue(self, broker: Mosquitto) -> None:
+        """A default Mosquitto (1,000 queued messages a client) hands the reader all 1,500
+        retained statuses: it reads at QoS 0, which the broker never queues or drops."""
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="seed")
+        client.max_inflight_messages_set(500)
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        try:
+            for n in range(1500):
+                info = client.publish(f"fleetgate/d{n}/status", b"{}", qos=1, retain=True)
+            info.wait_for_publish(30)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        started = time.monotonic()
+        assert len(_retained(broker.url)) == 1500
+        assert time.monotonic() - started < 5  # the end marker, not a fixed quiet time
+
+
 class TestAcl:
     def test_a_device_cannot_overwrite_another_devices_status(self, secured: Mosquitto) -> None:
         """With the documented ACL, d1's write to d2's topics is dropped by the broker."""

@@ -12,7 +12,6 @@ as never reporting). Exit 0; 1 when the broker cannot be read; 2 usage.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -22,10 +21,10 @@ from typing import Any
 from reconciler.cli import EXIT_OK, add_output_flag, add_repo_flags, checkout_repo
 from reconciler.errors import SourceError, UsageError
 from reconciler.fleet.collect import read_folder
+from reconciler.fleet.devices import fleet_devices
 from reconciler.fleet.reports import Report, reports_from_messages, shown
 from reconciler.fleet.table import render_text
-from reconciler.fleet.view import FleetView, build_view, filter_view, to_json
-from reconciler.manifests.repository import load_repository
+from reconciler.fleet.view import FleetView, build_view, dumps_document, filter_view, to_json
 from reconciler.manifests.tree import RepoTree
 from reconciler.report.broker import DEFAULT_TOPIC, Broker, check_topic, parse_broker, read_password
 from reconciler.source import is_url
@@ -101,14 +100,9 @@ def selector_of(items: list[str]) -> dict[str, str]:
 def repository_devices(repo: str, ref: str | None) -> tuple[dict[str, dict[str, str]], str | None]:
     """The devices (id → labels) of the repository and its head commit."""
     checkout = checkout_repo(repo, ref)
-    fleet, findings = load_repository(RepoTree(checkout.root), checkout.revision)
-    if findings:
-        print(
-            f"fleetgate: warning: {repo}: {len(findings)} validation findings; devices with "
-            "errors are missing (see fleetgate validate)",
-            file=sys.stderr,
-        )
-    devices = {d: dict(m.labels) for d, m in fleet.devices.items()}
+    devices, problems = fleet_devices(RepoTree(checkout.root))
+    for problem in problems:
+        print(f"fleetgate: warning: {problem}", file=sys.stderr)
     return devices, checkout.revision
 
 
@@ -130,13 +124,25 @@ def subjects_of(repo: str, view: FleetView) -> dict[str, str]:
     return subjects
 
 
-def collect(args: argparse.Namespace) -> tuple[Mapping[str, Report], tuple[str, ...]]:
+def read_reports(
+    args: argparse.Namespace,
+) -> tuple[dict[str, dict[str, str]], str | None, Mapping[str, Report], tuple[str, ...]]:
+    """The repository's devices and head, and the reports: from the folder, or from the
+    broker, whose retained messages flow in while the repository is read."""
     if args.from_dir is not None:
-        return read_folder(Path(args.from_dir))
-    from reconciler.report.mqtt import read_retained  # noqa: PLC0415  # paho only when asked
+        devices, head = repository_devices(args.repo, args.ref)
+        return devices, head, *read_folder(Path(args.from_dir))
+    from reconciler.report.mqtt import FleetSubscription  # noqa: PLC0415  # paho when asked
 
     topic = check_topic(args.topic, "--topic")
-    return reports_from_messages(read_retained(broker_of(args), topic), topic)
+    reader = FleetSubscription(broker_of(args), topic)
+    reader.start()
+    try:
+        devices, head = repository_devices(args.repo, args.ref)
+        messages = reader.retained()
+    finally:
+        reader.stop()
+    return devices, head, *reports_from_messages(messages, topic)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -145,14 +151,13 @@ def run_status(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"--stale-after: {e}") from None
     selector = selector_of(args.selector)
-    devices, head = repository_devices(args.repo, args.ref)
-    reports, problems = collect(args)
+    devices, head, reports, problems = read_reports(args)
     view = build_view(devices, reports, head=head, now=datetime.now(UTC), stale_after=stale_after)
     view = filter_view(view, selector=selector, outcomes=args.outcome, behind=args.behind)
     for problem in problems:
         print(f"fleetgate: warning: {problem}", file=sys.stderr)
     if args.output == "json":
-        print(json.dumps(to_json(view), indent=2, sort_keys=True))
+        print(dumps_document(to_json(view)))
     else:
         sys.stdout.write(render_text(view, subjects_of(args.repo, view)))
     return EXIT_OK

@@ -8,6 +8,7 @@ until then every device's ``wave`` is ``""``.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -204,3 +205,21 @@ def to_json(view: FleetView) -> dict[str, Any]:
         "rollout": rollout(view),
         "unknown_devices": [_row_json(r) for r in view.unknown],
     }
+
+
+def dumps_document(document: Mapping[str, Any]) -> str:
+    """The fleet document as JSON text for people and tools alike: top-level keys indented,
+    one device (one list item) per line. ``json.dumps(indent=2)`` runs in pure Python and
+    took a second for 10,000 devices; each line here goes through the C encoder."""
+    lines = ["{"]
+    items = sorted(document.items())
+    for index, (key, value) in enumerate(items):
+        comma = "," if index < len(items) - 1 else ""
+        if isinstance(value, list) and value:
+            body = ",\n".join("    " + json.dumps(item, sort_keys=True) for item in value)
+            lines.append(f"  {json.dumps(key)}: [\n{body}\n  ]{comma}")
+        else:
+            text = json.dumps(value, indent=2, sort_keys=True).replace("\n", "\n  ")
+            lines.append(f"  {json.dumps(key)}: {text}{comma}")
+    lines.append("}")
+    return "\n".join(lines)

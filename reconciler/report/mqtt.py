@@ -31,6 +31,7 @@ from reconciler.report.broker import DEFAULT_INTERVAL, DEFAULT_TOPIC, Broker, Re
 from reconciler.report.status import Status
 
 KEEPALIVE = 30
+SETTLE = 0.05  # s of silence after the end marker before the retained messages are read
 _MAX_QUEUED = 8  # paho's own outgoing queue: a bound, never a backlog of old statuses
 
 
@@ -208,6 +209,8 @@ class FleetSubscription:
         self._lock = threading.Lock()
         self._messages: dict[str, bytes] = {}
         self._subscribed = threading.Event()
+        self._drained = threading.Event()
+        self._marker_mid: int | None = None
         self._refused: str | None = None
         self.changed_at = time.monotonic()
         self.version = 0
@@ -244,13 +247,36 @@ class FleetSubscription:
             self._refused = str(reason)
             self._subscribed.set()
             return
-        client.subscribe([(f"{self.topic}/+/status", 1), (f"{self.topic}/+/online", 1)])
+        self._drained.clear()
+        # QoS 0: a broker writes QoS 0 messages to a connected reader at once and in order,
+        # where QoS 1 ones beyond its in-flight window queue up (Mosquitto drops those past
+        # max_queued_messages, 1,000 by default: most of a 10,000-device fleet).
+        client.subscribe([(f"{self.topic}/+/status", 0), (f"{self.topic}/+/online", 0)])
+        # The broker answers SUBSCRIBEs in order and queues a subscription's retained
+        # messages before it reads the next packet: the answer to this second one marks
+        # the end of the retained flood (no device id starts with "-": nothing is there).
+        self._marker_mid = client.subscribe(f"{self.topic}/-/end-of-retained", 0)[1]
 
-    def _on_subscribe(self, _c: paho.Client, _u: Any, _m: int, codes: Any, _p: Any) -> None:
+    def _on_subscribe(self, _c: paho.Client, _u: Any, mid: int, codes: Any, _p: Any) -> None:
+        if mid == self._marker_mid:
+            self._drained.set()
+            return
         if any(_failed(code) for code in codes):
             self._refused = "subscription not allowed (check the broker's ACL for this user)"
         self.changed_at = time.monotonic()
         self._subscribed.set()
+
+    def retained(self, *, quiet: float = 0.5, timeout: float = 10.0) -> Mapping[str, bytes]:
+        """The messages once the broker has sent every retained one: it answered the end
+        marker, then none came for ``SETTLE`` s (a broker that does not keep that order
+        still gets ``quiet`` s of silence). The retained flood arrives in the background
+        from :meth:`start` on, so a caller can read the repository meanwhile."""
+        deadline = time.monotonic() + timeout
+        if self._drained.wait(timeout):
+            quiet = min(quiet, SETTLE)
+        while time.monotonic() < deadline and time.monotonic() - self.changed_at < quiet:
+            time.sleep(0.01)
+        return self.messages()
 
     def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         with self._lock:
@@ -265,14 +291,11 @@ class FleetSubscription:
 def read_retained(
     broker: Broker, topic: str = DEFAULT_TOPIC, *, quiet: float = 0.5, timeout: float = 10.0
 ) -> Mapping[str, bytes]:
-    """Every retained message under the prefix: collected until none came for ``quiet`` s."""
+    """Every retained message under the prefix (see :meth:`FleetSubscription.retained`)."""
     reader = FleetSubscription(broker, topic)
     reader.start(timeout)
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and time.monotonic() - reader.changed_at < quiet:
-            time.sleep(0.05)
-        return reader.messages()
+        return reader.retained(quiet=quiet, timeout=timeout)
     finally:
         reader.stop()
 
