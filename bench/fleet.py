@@ -1,8 +1,9 @@
 """Benchmark the fleet view: 10,000 retained statuses in a local Mosquitto.
 
-Set-up: a Mosquitto on a free 127.0.0.1 port (anonymous, in a temporary folder), a fleet
-folder with ``--devices`` device files (labels ``site``) and one stack, and one retained
-status + online message per device (published by one paho client).
+Set-up: a Mosquitto on a free 127.0.0.1 port (anonymous, otherwise its default
+configuration, in a temporary folder), a fleet folder with ``--devices`` device files
+(labels ``site``) and one stack, and one retained status + online message per device
+(published by one paho client).
 
 Measured, printed in one run:
 
@@ -10,8 +11,14 @@ Measured, printed in one run:
    time and the child's peak RSS (``ru_maxrss``), and that it listed every device.
 2. ``fleetgate fleet serve``: the latency of ``GET /api/fleet`` (median and max of
    ``--requests`` requests) once the subscription holds every retained message.
+3. The page in headless Chromium (Debian ``chromium``): ms from navigation to the first
+   table drawn (the page marks ``performance.now()`` in ``data-first-table-ms``; read
+   with ``--dump-dom``), and the wall time of the whole Chromium run.
+4. The Git side (:mod:`fleetgit`): ``--polls`` "did the ref move?" polls against
+   ``git daemon`` and smart HTTP, server CPU per poll and polls/s per core, next to a
+   ``git fetch`` and a fresh clone per poll.
 
-    .venv/bin/python bench/fleet.py [--devices 10000] [--requests 10]
+    .venv/bin/python bench/fleet.py [--devices 10000] [--requests 10] [--polls 1000]
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -32,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from fleetgit import git_bench
 from paho.mqtt.enums import CallbackAPIVersion
 
 SHA = "d" * 40
@@ -57,7 +66,7 @@ def wait(predicate: object, timeout: float, what: str) -> None:
 
 def mosquitto(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "max_queued_messages 100000"]
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true"]
     if os.geteuid() == 0:
         lines.append("user root")
     (folder / "m.conf").write_text("\n".join(lines) + "\n")
@@ -108,6 +117,7 @@ def seed(port: int, devices: int) -> float:
 
 
 def fleet_status(port: int, repo: Path, devices: int) -> None:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run(
         [
@@ -128,13 +138,16 @@ def fleet_status(port: int, repo: Path, devices: int) -> None:
         check=False,
     )
     wall = time.monotonic() - started
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    rss = after.ru_maxrss / 1024
     if done.returncode != 0:
         raise SystemExit(f"fleet status failed: {done.stderr.strip()}")
     document = json.loads(done.stdout)
     reported = document["summary"]["reported"]
     print(
-        f"fleet status: {wall:.2f} s wall, peak RSS {rss:.0f} MiB, "
+        f"fleet status: {wall:.2f} s wall, {cpu:.2f} s CPU (with its workers), "
+        f"peak RSS {rss:.0f} MiB, "
         f"{len(document['devices'])} devices, {reported} reported (of {devices})"
     )
 
@@ -174,15 +187,49 @@ def serve(port: int, repo: Path, requests: int) -> None:
             f"/api/fleet: median {statistics.median(times) * 1000:.0f} ms, "
             f"max {max(times) * 1000:.0f} ms over {requests} requests"
         )
+        page_render(listen)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def page_render(listen: int) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        print("page: chromium is not installed (Debian package chromium); not measured")
+        return
+    with tempfile.TemporaryDirectory(prefix="fleetgate-bench-chromium-") as profile:
+        started = time.monotonic()
+        done = subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=30000",
+                "--dump-dom",
+                f"http://127.0.0.1:{listen}/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        wall = time.monotonic() - started
+    found = re.search(r'data-first-table-ms="(\d+)"', done.stdout)
+    rows = done.stdout.count("data-device=")
+    first = f"{found.group(1)} ms to the first table" if found else "no table drawn"
+    print(f"page in Chromium: {first}, {rows} device rows; Chromium run {wall:.1f} s wall")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=10)
+    parser.add_argument("--polls", type=int, default=1000)
+    parser.add_argument("--clones", type=int, default=50)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-fleet-") as tmp:
         folder = Path(tmp)
@@ -195,6 +242,7 @@ def main() -> int:
         finally:
             broker.terminate()
             broker.wait(10)
+        git_bench(repo, args.polls, args.clones)
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -26,6 +27,7 @@ from reconciler.fleet.view import FleetView, to_json
 
 DEFAULT_LISTEN = "127.0.0.1:9280"
 REQUEST_TIMEOUT = 10.0
+API_CACHE = 1.0  # s a built /api/fleet answer is served again (pages poll every 2 s)
 _LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
@@ -57,6 +59,8 @@ class FleetServer:
         self.listen = listen
         self.provide = provide
         self._page = page()
+        self._api_lock = threading.Lock()
+        self._api: tuple[bytes, float] = (b"", -float("inf"))
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._log = structlog.get_logger().bind(component="fleet-http")
@@ -82,6 +86,17 @@ class FleetServer:
             self._server.shutdown()
             self._server.server_close()
 
+    def _api_body(self) -> bytes:
+        """The fleet document, built at most once per ``API_CACHE`` s: every open page polls
+        it, and 10,000 devices take a few hundred ms to join and serialise."""
+        with self._api_lock:
+            body, made_at = self._api
+            if time.monotonic() - made_at >= API_CACHE:
+                document = to_json(self.provide())
+                body = (json.dumps(document, sort_keys=True) + "\n").encode()
+                self._api = (body, time.monotonic())
+            return body
+
     def host_allowed(self, host_header: str | None) -> bool:
         """On loopback, only a loopback Host (any port) is answered."""
         bound = parse_listen(self.listen)[0]
@@ -96,9 +111,7 @@ class FleetServer:
         if route in ("/", "/index.html"):
             return HTTPStatus.OK, "text/html; charset=utf-8", self._page
         if route == "/api/fleet":
-            document = to_json(self.provide())
-            body = (json.dumps(document, sort_keys=True) + "\n").encode()
-            return HTTPStatus.OK, "application/json", body
+            return HTTPStatus.OK, "application/json", self._api_body()
         if route == "/metrics":
             return HTTPStatus.OK, "text/plain; version=0.0.4", render_fleet_metrics(self.provide())
         return HTTPStatus.NOT_FOUND, "application/json", b'{"error": "no such page"}\n'
