@@ -11,9 +11,9 @@ Measured, printed in one run:
    time and the child's peak RSS (``ru_maxrss``), and that it listed every device.
 2. ``fleetgate fleet serve``: the latency of ``GET /api/fleet`` (median and max of
    ``--requests`` requests) once the subscription holds every retained message.
-3. The page in headless Chromium (Debian ``chromium``): ms from navigation to the first
-   table drawn (the page marks ``performance.now()`` in ``data-first-table-ms``; read
-   with ``--dump-dom``), and the wall time of the whole Chromium run.
+3. The page in headless Chromium (Debian ``chromium``): real time to the first table,
+   the wall time of a ``--dump-dom`` run of the page (one fetch, one draw) minus that of
+   an empty page; the page's ``data-first-table-ms`` mark must be in the dumped DOM.
 4. The Git side (:mod:`fleetgit`): ``--polls`` "did the ref move?" polls against
    ``git daemon`` and smart HTTP, server CPU per poll and polls/s per core, next to a
    ``git fetch`` and a fresh clone per poll.
@@ -27,7 +27,6 @@ import argparse
 import http.client
 import json
 import os
-import re
 import resource
 import shutil
 import socket
@@ -193,11 +192,9 @@ def serve(port: int, repo: Path, requests: int) -> None:
         proc.wait(10)
 
 
-def page_render(listen: int) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        print("page: chromium is not installed (Debian package chromium); not measured")
-        return
+def chromium_run(chromium: str, url: str) -> tuple[float, str]:
+    """Wall seconds of one headless Chromium run that dumps ``url``'s DOM after 1.5 s of
+    virtual time (less than the page's 2 s poll: exactly one fetch and one draw)."""
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-chromium-") as profile:
         started = time.monotonic()
         done = subprocess.run(
@@ -208,20 +205,36 @@ def page_render(listen: int) -> None:
                 "--disable-gpu",
                 "--no-first-run",
                 f"--user-data-dir={profile}",
-                "--virtual-time-budget=30000",
+                "--virtual-time-budget=1500",
                 "--dump-dom",
-                f"http://127.0.0.1:{listen}/",
+                url,
             ],
             capture_output=True,
             text=True,
             timeout=300,
             check=False,
         )
-        wall = time.monotonic() - started
-    found = re.search(r'data-first-table-ms="(\d+)"', done.stdout)
-    rows = done.stdout.count("data-device=")
-    first = f"{found.group(1)} ms to the first table" if found else "no table drawn"
-    print(f"page in Chromium: {first}, {rows} device rows; Chromium run {wall:.1f} s wall")
+        return time.monotonic() - started, done.stdout
+
+
+def page_render(listen: int) -> None:
+    """Real time to the first table: a run on the page minus a run on an empty page
+    (Chromium's own start); virtual time makes ``performance.now()`` inside the page
+    say little, so the page's mark is only checked to be there."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        print("page: chromium is not installed (Debian package chromium); not measured")
+        return
+    blank = min(chromium_run(chromium, "data:text/html,<p>x</p>")[0] for _ in range(2))
+    runs = [chromium_run(chromium, f"http://127.0.0.1:{listen}/") for _ in range(2)]
+    wall, dom = min(runs)
+    drawn = "data-first-table-ms=" in dom
+    rows = dom.count("data-device=")
+    print(
+        f"page in Chromium: first table {wall - blank:.2f} s after Chromium's start "
+        f"({wall:.2f} s run - {blank:.2f} s for an empty page), {rows} device rows, "
+        f"table marked drawn: {drawn}"
+    )
 
 
 def main() -> int:
