@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 from reconciler.fleet.reports import Report, reports_from_messages
 from reconciler.fleet.table import render_text
-from reconciler.fleet.view import build_view, dumps_document, filter_view, summary, to_json
+from reconciler.fleet.view import (
+    PAGE_STATUS_FIELDS,
+    build_view,
+    dumps_document,
+    filter_view,
+    page_document,
+    summary,
+    to_json,
+)
 
 HEAD = "a" * 40
 OLD = "b" * 40
@@ -116,6 +124,19 @@ class TestBuildView:
             assert f"    {json.dumps(row, sort_keys=True)}," in lines or (
                 f"    {json.dumps(row, sort_keys=True)}" in lines
             )
+
+    def test_page_document_keeps_only_what_the_page_shows(self) -> None:
+        """/api/fleet/page is the document with each status cut to the page's fields."""
+        document = to_json(build_view(DEVICES, REPORTS, head=HEAD, now=NOW))
+        page = page_document(document)
+        assert page["summary"] == document["summary"]
+        for full, cut in zip(document["devices"], page["devices"], strict=True):
+            assert cut["device"] == full["device"]
+            if full["status"] is None:
+                assert cut["status"] is None
+            else:
+                assert set(cut["status"]) == set(PAGE_STATUS_FIELDS)
+                assert cut["status"]["outcome"] == full["status"]["outcome"]
 
 
 class TestTable:

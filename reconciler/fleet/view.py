@@ -223,3 +223,24 @@ def dumps_document(document: Mapping[str, Any]) -> str:
             lines.append(f"  {json.dumps(key)}: {text}{comma}")
     lines.append("}")
     return "\n".join(lines)
+
+
+PAGE_STATUS_FIELDS = ("outcome", "reason", "applied_revision", "pending_update")
+
+
+def page_document(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The fleet document cut to what the page shows (``/api/fleet/page``): each status
+    keeps only ``PAGE_STATUS_FIELDS``. With 10,000 devices the full document is ~20 MB
+    (services, digests, counters), which a tablet parses for seconds before drawing."""
+
+    def cut(row: Mapping[str, Any]) -> dict[str, Any]:
+        status = row.get("status")
+        if status is None:
+            return dict(row)
+        return {**row, "status": {k: status.get(k) for k in PAGE_STATUS_FIELDS}}
+
+    return {
+        **document,
+        "devices": [cut(r) for r in document["devices"]],
+        "unknown_devices": [cut(r) for r in document["unknown_devices"]],
+    }
