@@ -22,7 +22,7 @@ from support.wait import wait_for
 from reconciler.report.broker import Broker, ReportStats, parse_broker
 from reconciler.report.http import StatusServer
 from reconciler.report.metrics import ReportCollector
-from reconciler.report.mqtt import MqttReporter, read_retained
+from reconciler.report.mqtt import FleetSubscription, MqttReporter, read_retained
 from reconciler.report.status import Status
 
 SHA = "a" * 40
@@ -165,6 +165,33 @@ class TestReader:
         started = time.monotonic()
         assert len(_retained(broker.url)) == 1500
         assert time.monotonic() - started < 5  # the end marker, not a fixed quiet time
+
+    def test_loads_every_large_status_in_batches(self, broker: Mosquitto) -> None:
+        """3,000 retained 4 KB statuses (12 MB, far past a default Mosquitto's per-client
+        queue) all reach a reader that loads them in batches, strangers included (found
+        through their online message); a wildcard subscription loses most of them."""
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="seed-large")
+        client.max_inflight_messages_set(500)
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        payload = json.dumps({"reason": "x" * 4000}).encode()
+        try:
+            for n in range(3000):
+                client.publish(f"fleetgate/d{n}/status", payload, qos=1, retain=True)
+                info = client.publish(f"fleetgate/d{n}/online", b"true", qos=1, retain=True)
+            info.wait_for_publish(60)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        reader = FleetSubscription(_broker(broker.url), statuses=False)
+        reader.start()
+        try:
+            loaded = reader.load([f"d{n}" for n in range(2500)])  # 500 strangers
+        finally:
+            reader.stop()
+        assert sum(1 for t in loaded if t.endswith("/status")) == 3000
+        flooded = _retained(broker.url)
+        assert sum(1 for t in flooded if t.endswith("/status")) < 3000
 
 
 class TestAcl:

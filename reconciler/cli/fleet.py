@@ -135,11 +135,11 @@ def read_reports(
     from reconciler.report.mqtt import FleetSubscription  # noqa: PLC0415  # paho when asked
 
     topic = check_topic(args.topic, "--topic")
-    reader = FleetSubscription(broker_of(args), topic)
+    reader = FleetSubscription(broker_of(args), topic, statuses=False)
     reader.start()
     try:
         devices, head = repository_devices(args.repo, args.ref)
-        messages = reader.retained()
+        messages = reader.load(devices)
     finally:
         reader.stop()
     return devices, head, *reports_from_messages(messages, topic)
