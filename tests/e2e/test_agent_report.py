@@ -119,6 +119,49 @@ class TestAgentReports:
             what="the last will",
         )
 
+    def test_three_agents_show_their_revision_and_outcome(
+        self,
+        fleet: Fleet,
+        daemon: GitDaemon,
+        broker: Mosquitto,
+        start_agent: Start,
+        tmp_path: Path,
+    ) -> None:
+        """Three agents report; fleet status shows each one's applied revision and outcome."""
+        others = [f"{fleet.device}-b", f"{fleet.device}-c"]
+        head = fleet.commit(
+            greeting="three",
+            message="three devices",
+            extra={f"devices/{d}.yaml": "stacks: [app]\n" for d in others},
+        )
+        agents = [start_agent(**_config(fleet, daemon, broker))]
+        try:
+            for device in others:  # each with a state directory of its own
+                folder = tmp_path / device
+                folder.mkdir()
+                config = {**_config(fleet, daemon, broker), "device": device}
+                agents.append(AgentProcess(folder, config).start())
+            for agent in agents:
+                wait_for(
+                    lambda a=agent: _reported(broker, a.device, head),
+                    timeout=180,
+                    what=agent.device,
+                )
+            done = subprocess.run(
+                [sys.executable, "-m", "reconciler", "fleet", "status", "--broker", broker.url,
+                 "--repo", str(fleet.origin.path), "--output", "json"],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            rows = {r["device"]: r for r in json.loads(done.stdout)["devices"]}
+            for agent in agents:
+                status = rows[agent.device]["status"]
+                assert (status["applied_revision"], status["outcome"]) == (head, "succeeded")
+                assert rows[agent.device]["online"] is True
+        finally:
+            for agent in agents[1:]:
+                agent.kill()
+
     def test_broker_down_never_delays_a_pass_and_catches_up(
         self, fleet: Fleet, daemon: GitDaemon, broker: Mosquitto, start_agent: Start
     ) -> None:
