@@ -1,8 +1,9 @@
 """Benchmark the fleet view: 10,000 retained statuses in a local Mosquitto.
 
-Set-up: a Mosquitto on a free 127.0.0.1 port (anonymous, in a temporary folder), a fleet
-folder with ``--devices`` device files (labels ``site``) and one stack, and one retained
-status + online message per device (published by one paho client).
+Set-up: a Mosquitto on a free 127.0.0.1 port (anonymous, otherwise its default
+configuration, in a temporary folder), a fleet folder with ``--devices`` device files
+(labels ``site``) and one stack, and one retained status + online message per device
+(published by one paho client).
 
 Measured, printed in one run:
 
@@ -10,8 +11,15 @@ Measured, printed in one run:
    time and the child's peak RSS (``ru_maxrss``), and that it listed every device.
 2. ``fleetgate fleet serve``: the latency of ``GET /api/fleet`` (median and max of
    ``--requests`` requests) once the subscription holds every retained message.
+3. The page in headless Chromium (Debian ``chromium``): real time from navigation to the
+   first table drawn, as the page logs it (``performance.now()``) to the console, read
+   from Chromium's log on stderr (``--virtual-time-budget`` would make that clock
+   virtual), over three loads.
+4. The Git side (:mod:`fleetgit`): ``--polls`` "did the ref move?" polls against
+   ``git daemon`` and smart HTTP, server CPU per poll and polls/s per core, next to a
+   ``git fetch`` and a fresh clone per poll.
 
-    .venv/bin/python bench/fleet.py [--devices 10000] [--requests 10]
+    .venv/bin/python bench/fleet.py [--devices 10000] [--requests 10] [--polls 1000]
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -32,7 +41,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from fleetgit import cpu_seconds, git_bench
 from paho.mqtt.enums import CallbackAPIVersion
+
+from reconciler.report.status import ServiceStatus, Status
 
 SHA = "d" * 40
 
@@ -57,7 +69,7 @@ def wait(predicate: object, timeout: float, what: str) -> None:
 
 def mosquitto(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "max_queued_messages 100000"]
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true"]
     if os.geteuid() == 0:
         lines.append("user root")
     (folder / "m.conf").write_text("\n".join(lines) + "\n")
@@ -78,36 +90,63 @@ def fleet_repo(folder: Path, devices: int) -> Path:
     return repo
 
 
-def seed(port: int, devices: int) -> float:
+def status_payload(device: str, n: int, now: datetime) -> bytes:
+    """A realistic report: ``Status.to_json()`` of a device running three services."""
+    services = tuple(
+        ServiceStatus(
+            stack=stack,
+            service=stack,
+            container=f"{device}_{stack}_{stack}",
+            image=f"registry.plant.example/{stack}:2.4.{n % 7}",
+            image_digest="sha256:" + "e" * 64,
+            state="running",
+            health="healthy",
+            restart_count=0,
+            config_hash="f" * 64,
+        )
+        for stack in ("node-red", "mqtt-bridge", "opcua-gateway")
+    )
+    status = Status(
+        device,
+        desired_revision=SHA,
+        applied_revision=SHA,
+        last_good_revision=SHA,
+        outcome="succeeded" if n % 50 else "rolled-back",
+        reason="converged",
+        services=services,
+        heartbeat_at=now,
+        pass_started_at=now,
+        pass_finished_at=now,
+        observed_at=now,
+    )
+    return json.dumps(status.to_json(), sort_keys=True).encode()
+
+
+def seed(port: int, devices: int) -> tuple[float, int]:
+    """Publish every device's retained status and presence; (seconds, bytes of a status)."""
     started = time.monotonic()
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-seed")
     client.max_inflight_messages_set(1000)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC)
     last = None
+    size = 0
     for n in range(devices):
         device = f"dev-{n:05d}"
-        status = {
-            "device": device,
-            "applied_revision": SHA,
-            "desired_revision": SHA,
-            "outcome": "succeeded" if n % 50 else "rolled-back",
-            "reason": "converged",
-            "heartbeat_at": now,
-            "services": [],
-            "failed_revisions": [],
-        }
-        client.publish(f"fleetgate/{device}/status", json.dumps(status), 1, True)
+        payload = status_payload(device, n, now)
+        size = len(payload)
+        client.publish(f"fleetgate/{device}/status", payload, 1, True)
         last = client.publish(f"fleetgate/{device}/online", b"true", 1, True)
     assert last is not None
     last.wait_for_publish(120)
     client.disconnect()
     client.loop_stop()
-    return time.monotonic() - started
+    return time.monotonic() - started, size
 
 
 def fleet_status(port: int, repo: Path, devices: int) -> None:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run(
         [
@@ -128,13 +167,16 @@ def fleet_status(port: int, repo: Path, devices: int) -> None:
         check=False,
     )
     wall = time.monotonic() - started
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    rss = after.ru_maxrss / 1024
     if done.returncode != 0:
         raise SystemExit(f"fleet status failed: {done.stderr.strip()}")
     document = json.loads(done.stdout)
     reported = document["summary"]["reported"]
     print(
-        f"fleet status: {wall:.2f} s wall, peak RSS {rss:.0f} MiB, "
+        f"fleet status: {wall:.2f} s wall, {cpu:.2f} s CPU (with its workers), "
+        f"peak RSS {rss:.0f} MiB, "
         f"{len(document['devices'])} devices, {reported} reported (of {devices})"
     )
 
@@ -174,27 +216,90 @@ def serve(port: int, repo: Path, requests: int) -> None:
             f"/api/fleet: median {statistics.median(times) * 1000:.0f} ms, "
             f"max {max(times) * 1000:.0f} ms over {requests} requests"
         )
+        page_render(listen)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def first_table(chromium: str, url: str, profile: str) -> tuple[float, float]:
+    """(ms from navigation to the first table as the page logs it, s from Chromium's
+    start to that line): real time, read from Chromium's console log on stderr."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--remote-debugging-port=0",  # keeps headless Chromium running on the page
+            url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            found = re.search(r"first table drawn after (\d+) ms", line)
+            if found:
+                return float(found.group(1)), time.monotonic() - started
+            if time.monotonic() - started > 120:
+                break
+        raise SystemExit("the page never drew its first table")
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def page_render(listen: int) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        print("page: chromium is not installed (Debian package chromium); not measured")
+        return
+    with tempfile.TemporaryDirectory(prefix="fleetgate-bench-chromium-") as profile:
+        runs = [first_table(chromium, f"http://127.0.0.1:{listen}/", profile) for _ in range(3)]
+    shown = ", ".join(f"{ms:.0f} ms" for ms, _ in runs)
+    print(
+        f"page in Chromium: first table {shown} after navigation (3 loads); "
+        f"{min(s for _, s in runs):.2f} s at best from Chromium's start"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=10)
+    parser.add_argument("--polls", type=int, default=1000)
+    parser.add_argument("--clones", type=int, default=50)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-fleet-") as tmp:
         folder = Path(tmp)
         broker, port = mosquitto(folder)
         try:
             repo = fleet_repo(folder, args.devices)
-            print(f"seeded {args.devices} retained statuses in {seed(port, args.devices):.1f} s")
+            cpu = cpu_seconds(broker.pid)[0]
+            took, size = seed(port, args.devices)
+            cpu = cpu_seconds(broker.pid)[0] - cpu
+            print(
+                f"seeded {args.devices} retained statuses ({size} B each) + presence in "
+                f"{took:.1f} s; broker CPU {cpu:.2f} s = {cpu / args.devices * 1000:.3f} ms "
+                "per device's status + online publish (QoS 1, retained)"
+            )
+            cpu = cpu_seconds(broker.pid)[0]
             fleet_status(port, repo, args.devices)
+            cpu = cpu_seconds(broker.pid)[0] - cpu
+            print(f"  broker CPU to hand one reader every retained message: {cpu:.2f} s")
             serve(port, repo, args.requests)
         finally:
             broker.terminate()
             broker.wait(10)
+        git_bench(repo, args.polls, args.clones)
     return 0
 
 

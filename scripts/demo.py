@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from demo_fleet import FleetView
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example-fleet-repo"
 FLEETGATE = Path(sys.executable).parent / "fleetgate"
@@ -432,7 +434,7 @@ def commit_change(s: Settings, rel: str, old: str, new: str, message: str) -> st
     return git(s.repo, "rev-parse", "HEAD")
 
 
-def write_agent_config(s: Settings, git_port: int, status_port: int) -> Path:
+def write_agent_config(s: Settings, git_port: int, status_port: int, broker: str) -> Path:
     config = s.dir / "agent.yaml"
     config.write_text(
         "# The demo agent's configuration (written by scripts/demo; see docs/agent.md).\n"
@@ -443,6 +445,8 @@ def write_agent_config(s: Settings, git_port: int, status_port: int) -> Path:
         f"stateDir: {s.state}\n"
         f"statusListen: 127.0.0.1:{status_port}\n"
         "healthTimeout: 1m\n"
+        f"report: {broker}\n"
+        "reportInterval: 30s\n"
     )
     return config
 
@@ -634,6 +638,7 @@ def run_demo(s: Settings) -> int:
     started = time.monotonic()
     s.dir.mkdir(parents=True, exist_ok=True)
     stop_leftovers(s)
+    FleetView(s.dir).stop()  # the broker and page of an earlier run
     if demo_containers(s.device) or (
         s.state.exists() and any(p.name != "data" for p in s.state.iterdir())
     ):
@@ -656,12 +661,18 @@ def run_demo(s: Settings) -> int:
 
     procs = Processes(s)
     summary = Summary()
+    fleet = FleetView(s.dir)
     try:
+        try:
+            broker = fleet.start_broker()
+        except RuntimeError as e:
+            raise DemoError(str(e)) from None
+        say(f"mosquitto on {broker}: the agent reports its status there (fleet view)")
         git_port = procs.start_daemon()
         say(f"git daemon serves it as git://127.0.0.1:{git_port}/fleet (the agent pulls)")
 
         status_port = free_port()
-        config = write_agent_config(s, git_port, status_port)
+        config = write_agent_config(s, git_port, status_port, broker)
         say(f"fleetgate agent --config {s.shown(config)}   (log: {s.shown(s.dir / 'agent.log')})")
         show(config.read_text())
         agent_started = time.monotonic()
@@ -733,8 +744,16 @@ def run_demo(s: Settings) -> int:
         show_status(s)
         say(f"fleetgate history --device {s.device} --repo {s.shown(s.repo)}   (the audit trail)")
         show(run([FLEETGATE, "history", "--device", s.device, "--repo", s.repo]).stdout)
+        page = show_fleet(s, fleet, revert)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            fleet.stop()
+        raise
     finally:
-        say("stopping the agent (SIGTERM) and the git daemon; the demo containers keep running")
+        say(
+            "stopping the agent (SIGTERM) and the git daemon; the demo containers, mosquitto "
+            "and the fleet page keep running"
+        )
         procs.stop()
     if procs.agent_exit not in (0, None):
         raise DemoError(f"the agent exited with code {procs.agent_exit} on SIGTERM (see its log)")
@@ -742,6 +761,12 @@ def run_demo(s: Settings) -> int:
     summary.print(time.monotonic() - started)
     look = [
         (s.dashboard, "the dashboard (sensor software 2)"),
+        (page, "the fleet page (fleetgate fleet serve)"),
+        (
+            f".venv/bin/fleetgate fleet status --broker {fleet.broker_url} "
+            f"--repo {s.shown(s.repo)}",
+            "",
+        ),
         (f"docker ps --filter label=io.fleetgate.device={s.device}", "the demo's containers"),
         (f".venv/bin/fleetgate status --device {s.device} --state-dir {s.shown(s.state)}", ""),
         (f".venv/bin/fleetgate history --device {s.device} --repo {s.shown(s.repo)}", ""),
@@ -752,16 +777,50 @@ def run_demo(s: Settings) -> int:
         print(f"    {command:<62} {what}".rstrip())
     print("Clean up:")
     data = s.shown(s.state / "data")
-    print("    scripts/demo --clean            containers, network, state and logs;")
+    print("    scripts/demo --clean            containers, network, mosquitto, fleet page,")
+    print("                                    state and logs;")
     print(f"                                    keeps the sensor's data in {data}")
     print("    scripts/demo --clean --purge    also the data, named volumes and demo images")
     return 0
+
+
+def show_fleet(s: Settings, fleet: FleetView, revision: str) -> str:
+    """``fleetgate fleet status`` once the agent's report of ``revision`` is on the
+    broker, then the ``fleet serve`` page (left running); its address."""
+    command: list[str | Path] = [
+        FLEETGATE,
+        "fleet",
+        "status",
+        "--broker",
+        fleet.broker_url,
+        "--repo",
+        s.repo,
+    ]
+    say(f"fleetgate fleet status --broker {fleet.broker_url} --repo {s.shown(s.repo)}")
+
+    def reported() -> str | None:
+        out = run([*command, "--output", "json"], check=False)
+        if out.returncode != 0:
+            return None
+        rows = {r["device"]: r for r in json.loads(out.stdout)["devices"]}
+        status = (rows.get(s.device) or {}).get("status") or {}
+        return out.stdout if status.get("applied_revision") == revision else None
+
+    wait_for(reported, s.timeout, f"the agent's report of {short(revision)} on the broker")
+    show(run(command).stdout)
+    try:
+        page = fleet.start_page(FLEETGATE, s.repo, agent_env())
+    except RuntimeError as e:
+        raise DemoError(str(e)) from None
+    say(f"fleetgate fleet serve: the fleet page is {page} (it keeps running)")
+    return page
 
 
 def clean_up(s: Settings, purge: bool) -> list[str]:
     """Remove what the demo made; return one line per thing removed or kept."""
     lines: list[str] = []
     stop_leftovers(s)
+    lines += FleetView(s.dir).stop()
     if engine_answers():
         lines += [f"removed {x}" for x in remove_docker_objects(s.device, purge)]
         if purge:

@@ -7,9 +7,11 @@ collides with a demo the user left running.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import docker
@@ -44,6 +46,15 @@ def demo_images(client: docker.DockerClient) -> set[str]:
     return {tag for image in images for tag in image.tags}
 
 
+def process_runs(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (an orphan's parent may be slow to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def tail(result: subprocess.CompletedProcess[str]) -> str:
     return "\n".join((result.stdout + result.stderr).splitlines()[-40:])
 
@@ -60,6 +71,7 @@ class TestDemo:
         folder = tmp_path / "demo"
         env = demo_env(folder, device_id, free_port())
         had = demo_images(docker_client)  # a user's own demo images are left alone
+        started: dict[str, int] = {}
         try:
             result = subprocess.run(
                 [str(DEMO)], env=env, capture_output=True, text=True, timeout=600, check=False
@@ -72,6 +84,14 @@ class TestDemo:
             assert re.search(rf"update\s+{SHA}\s+sensor :1 -> :2, converged in", summary), summary
             assert re.search(rf"bad release\s+{SHA}\s+rolled back by the agent in", summary)
             assert re.search(rf"fleetgate rollback\s+{SHA}\s+reverts {SHA}, converged", summary)
+            fleet_status = result.stdout.partition("==> fleetgate fleet status")[2]
+            assert re.search(rf"{device_id}\s+{SHA}\w* .*\(head\)\s+succeeded", fleet_status)
+            page = re.search(r"the fleet page is (http://127\.0\.0\.1:\d+/)", result.stdout)
+            assert page, result.stdout[-2000:]
+            with urllib.request.urlopen(page.group(1) + "api/fleet", timeout=10) as response:
+                rows = {r["device"]: r for r in json.loads(response.read())["devices"]}
+            assert rows[device_id]["status"]["outcome"] == "succeeded"  # the page's data
+            started = json.loads((folder / "fleet.json").read_text())
             running = docker_client.containers.list(
                 filters={"label": f"io.fleetgate.device={device_id}", "status": "running"}
             )
@@ -91,6 +111,9 @@ class TestDemo:
             for tag in sorted(demo_images(docker_client) - had):  # only what this test built
                 docker_client.images.remove(tag)
         assert clean.returncode == 0, tail(clean)
+        assert "stopped mosquitto" in clean.stdout, clean.stdout
+        for key in ("broker_pid", "page_pid"):  # --clean ends the broker and the page
+            assert not process_runs(started[key]), key
         assert owned(docker_client, device_id) == []
         assert not (folder / "git").exists()
         assert (folder / "state" / "data").is_dir(), "--clean keeps the data"

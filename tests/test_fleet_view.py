@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 from reconciler.fleet.reports import Report, reports_from_messages
 from reconciler.fleet.table import render_text
-from reconciler.fleet.view import build_view, filter_view, summary, to_json
+from reconciler.fleet.view import (
+    PAGE_STATUS_FIELDS,
+    build_view,
+    dumps_document,
+    filter_view,
+    page_document,
+    summary,
+    to_json,
+)
 
 HEAD = "a" * 40
 OLD = "b" * 40
@@ -105,6 +113,30 @@ class TestBuildView:
             "rolled_back": 1,
             "offline": 1,
         }
+
+    def test_printed_document_is_the_same_json_one_device_a_line(self) -> None:
+        """--output json prints the document itself, each device on a line of its own."""
+        document = to_json(build_view(DEVICES, REPORTS, head=HEAD, now=NOW))
+        text = dumps_document(document)
+        assert json.loads(text) == document
+        lines = text.splitlines()
+        for row in document["devices"]:
+            assert f"    {json.dumps(row, sort_keys=True)}," in lines or (
+                f"    {json.dumps(row, sort_keys=True)}" in lines
+            )
+
+    def test_page_document_keeps_only_what_the_page_shows(self) -> None:
+        """/api/fleet/page is the document with each status cut to the page's fields."""
+        document = to_json(build_view(DEVICES, REPORTS, head=HEAD, now=NOW))
+        page = page_document(document)
+        assert page["summary"] == document["summary"]
+        for full, cut in zip(document["devices"], page["devices"], strict=True):
+            assert cut["device"] == full["device"]
+            if full["status"] is None:
+                assert cut["status"] is None
+            else:
+                assert set(cut["status"]) == set(PAGE_STATUS_FIELDS)
+                assert cut["status"]["outcome"] == full["status"]["outcome"]
 
 
 class TestTable:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +20,9 @@ from support.mqtt import VIEWER, Mosquitto, running_broker
 from support.wait import wait_for
 
 from reconciler.report.broker import Broker, ReportStats, parse_broker
+from reconciler.report.http import StatusServer
 from reconciler.report.metrics import ReportCollector
-from reconciler.report.mqtt import MqttReporter, read_retained
+from reconciler.report.mqtt import FleetSubscription, MqttReporter, read_retained
 from reconciler.report.status import Status
 
 SHA = "a" * 40
@@ -145,6 +147,53 @@ class TestReporter:
             reporter.stop()
 
 
+class TestReader:
+    def test_reads_every_retained_status_beyond_the_brokers_queue(self, broker: Mosquitto) -> None:
+        """A default Mosquitto (1,000 queued messages a client) hands the reader all 1,500
+        retained statuses: it reads at QoS 0, which the broker never queues or drops."""
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="seed")
+        client.max_inflight_messages_set(500)
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        try:
+            for n in range(1500):
+                info = client.publish(f"fleetgate/d{n}/status", b"{}", qos=1, retain=True)
+            info.wait_for_publish(30)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        started = time.monotonic()
+        assert len(_retained(broker.url)) == 1500
+        assert time.monotonic() - started < 5  # the end marker, not a fixed quiet time
+
+    def test_loads_every_large_status_in_batches(self, broker: Mosquitto) -> None:
+        """3,000 retained 4 KB statuses (12 MB, far past a default Mosquitto's per-client
+        queue) all reach a reader that loads them in batches, strangers included (found
+        through their online message); a wildcard subscription loses most of them."""
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="seed-large")
+        client.max_inflight_messages_set(500)
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        payload = json.dumps({"reason": "x" * 4000}).encode()
+        try:
+            for n in range(3000):
+                client.publish(f"fleetgate/d{n}/status", payload, qos=1, retain=True)
+                info = client.publish(f"fleetgate/d{n}/online", b"true", qos=1, retain=True)
+            info.wait_for_publish(60)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        reader = FleetSubscription(_broker(broker.url), statuses=False)
+        reader.start()
+        try:
+            loaded = reader.load([f"d{n}" for n in range(2500)])  # 500 strangers
+        finally:
+            reader.stop()
+        assert sum(1 for t in loaded if t.endswith("/status")) == 3000
+        flooded = _retained(broker.url)
+        assert sum(1 for t in flooded if t.endswith("/status")) < 3000
+
+
 class TestAcl:
     def test_a_device_cannot_overwrite_another_devices_status(self, secured: Mosquitto) -> None:
         """With the documented ACL, d1's write to d2's topics is dropped by the broker."""
@@ -193,3 +242,42 @@ class TestReportMetrics:
         assert "fleetgate_report_connected 1.0" in text
         assert "fleetgate_report_last_publish_timestamp_seconds 1.7e+09" in text
         assert "fleetgate_report_failures_total 3.0" in text
+
+    def test_agent_status_server_serves_report_series(self, tmp_path: Path) -> None:
+        """The status server's /metrics shows the live reporter: connected after a publish,
+        then disconnected with a failure counted once the broker stops."""
+        with running_broker(tmp_path / "metrics") as broker:
+            reporter = MqttReporter(_broker(broker.url), "d1", interval=1.0)
+            server = StatusServer(
+                "127.0.0.1:0",
+                lambda: _status("d1"),
+                lambda: None,
+                metrics=[ReportCollector(reporter.stats)],
+            )
+            server.start()
+            reporter.start()
+            host, port = server.address
+
+            def scrape() -> str:
+                url = f"http://{host}:{port}/metrics"
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    return str(response.read().decode())
+
+            try:
+                reporter.publish(_status("d1"))
+                wait_for(lambda: reporter.stats().last_publish_at, timeout=10, what="publish")
+                text = scrape()
+                assert "fleetgate_report_connected 1.0" in text
+                assert "fleetgate_report_last_publish_timestamp_seconds" in text
+                assert "fleetgate_report_failures_total 0.0" in text
+                assert 'fleetgate_passes_total{device="d1"}' in text  # the status series stay
+                broker.stop()
+                wait_for(
+                    lambda: "fleetgate_report_connected 0.0" in scrape(),
+                    timeout=15,
+                    what="disconnected",
+                )
+                assert "fleetgate_report_failures_total 0.0" not in scrape()
+            finally:
+                reporter.stop(timeout=0.5)
+                server.stop()

@@ -35,6 +35,7 @@ from reconciler.agent.triggers import EngineEventWatch, FileWatch, Wakeup, insta
 from reconciler.cli import EXIT_FAILED, EXIT_OK
 from reconciler.engine.docker import DockerEngine
 from reconciler.report.http import StatusServer, exposure_warning
+from reconciler.report.metrics import ReportCollector
 from reconciler.source import is_url
 from reconciler.store import StateStore
 
@@ -107,7 +108,11 @@ def run(args: argparse.Namespace) -> int:
     files = FileWatch(wakeup, folders)
     install_signal_handlers(on_hup=lambda: agent.nudge("sighup"), on_term=agent.request_stop)
     token = config.status_token
-    server = StatusServer(config.status_listen, agent.status, agent.nudge, token=token)
+    # fleetgate_report_* beside the status series while the agent reports
+    metrics = [ReportCollector(reporter.stats)] if reporter is not None else []
+    server = StatusServer(
+        config.status_listen, agent.status, agent.nudge, token=token, metrics=metrics
+    )
     exposed = exposure_warning(config.status_listen, token=token is not None)
     if exposed is not None:
         print(f"fleetgate: warning: {exposed}", file=sys.stderr)

@@ -12,9 +12,8 @@ as never reporting). Exit 0; 1 when the broker cannot be read; 2 usage.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,20 @@ from typing import Any
 from reconciler.cli import EXIT_OK, add_output_flag, add_repo_flags, checkout_repo
 from reconciler.errors import SourceError, UsageError
 from reconciler.fleet.collect import read_folder
+from reconciler.fleet.devices import fleet_devices
 from reconciler.fleet.reports import Report, reports_from_messages, shown
 from reconciler.fleet.table import render_text
-from reconciler.fleet.view import FleetView, build_view, filter_view, to_json, with_waves
+from reconciler.fleet.view import (
+    FleetView,
+    build_view,
+    dumps_document,
+    filter_view,
+    to_json,
+    with_waves,
+)
 from reconciler.fleet.waves import wave_summary
-from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
-from reconciler.manifests.waves import Rollout, load_rollout
+from reconciler.manifests.waves import Rollout, read_rollout
 from reconciler.report.broker import DEFAULT_TOPIC, Broker, check_topic, parse_broker, read_password
 from reconciler.source import is_url
 from reconciler.source.commits import commit_info
@@ -112,16 +118,10 @@ def repository_fleet(
     """The devices (id → labels), the head commit and the rollout (waves) of the repository."""
     checkout = checkout_repo(repo, ref)
     tree = RepoTree(checkout.root)
-    fleet, findings = load_repository(tree, checkout.revision)
-    rollout = load_rollout(tree, fleet)[0]
-    if findings:
-        print(
-            f"fleetgate: warning: {repo}: {len(findings)} validation findings; devices with "
-            "errors are missing (see fleetgate validate)",
-            file=sys.stderr,
-        )
-    devices = {d: dict(m.labels) for d, m in fleet.devices.items()}
-    return devices, checkout.revision, rollout
+    devices, problems = fleet_devices(tree)
+    for problem in problems:
+        print(f"fleetgate: warning: {problem}", file=sys.stderr)
+    return devices, checkout.revision, read_rollout(tree)[0]
 
 
 def membership_of(rollout: Rollout, devices: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
@@ -148,13 +148,45 @@ def subjects_of(repo: str, view: FleetView) -> dict[str, str]:
     return subjects
 
 
-def collect(args: argparse.Namespace) -> tuple[Mapping[str, Report], tuple[str, ...]]:
+def collect(
+    args: argparse.Namespace, devices: Iterable[str]
+) -> tuple[Mapping[str, Report], tuple[str, ...]]:
+    """The reports of ``devices`` (and of any reporter): from the folder or the broker."""
     if args.from_dir is not None:
         return read_folder(Path(args.from_dir))
-    from reconciler.report.mqtt import read_retained  # noqa: PLC0415  # paho only when asked
+    from reconciler.report.mqtt import FleetSubscription  # noqa: PLC0415  # paho when asked
 
     topic = check_topic(args.topic, "--topic")
-    return reports_from_messages(read_retained(broker_of(args), topic), topic)
+    reader = FleetSubscription(broker_of(args), topic, statuses=False)
+    reader.start()
+    try:
+        messages = reader.load(devices)
+    finally:
+        reader.stop()
+    return reports_from_messages(messages, topic)
+
+
+def read_reports(
+    args: argparse.Namespace,
+) -> tuple[
+    dict[str, dict[str, str]], str | None, Rollout, Mapping[str, Report], tuple[str, ...]
+]:
+    """The repository's devices and head, and the reports: from the folder, or from the
+    broker, whose retained messages flow in while the repository is read."""
+    if args.from_dir is not None:
+        devices, head, rollout = repository_fleet(args.repo, args.ref)
+        return devices, head, rollout, *read_folder(Path(args.from_dir))
+    from reconciler.report.mqtt import FleetSubscription  # noqa: PLC0415  # paho when asked
+
+    topic = check_topic(args.topic, "--topic")
+    reader = FleetSubscription(broker_of(args), topic, statuses=False)
+    reader.start()
+    try:
+        devices, head, rollout = repository_fleet(args.repo, args.ref)
+        messages = reader.load(devices)
+    finally:
+        reader.stop()
+    return devices, head, rollout, *reports_from_messages(messages, topic)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -163,8 +195,7 @@ def run_status(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"--stale-after: {e}") from None
     selector = selector_of(args.selector)
-    devices, head, rollout = repository_fleet(args.repo, args.ref)
-    reports, problems = collect(args)
+    devices, head, rollout, reports, problems = read_reports(args)
     now = datetime.now(UTC)
     view = build_view(devices, reports, head=head, now=now, stale_after=stale_after)
     view = with_waves(view, membership_of(rollout, devices))
@@ -174,7 +205,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.output == "json":
         document = to_json(view)
         document["waves"] = wave_summary(view, rollout, head, now)
-        print(json.dumps(document, indent=2, sort_keys=True))
+        print(dumps_document(document))
     else:
         sys.stdout.write(render_text(view, subjects_of(args.repo, view)))
     return EXIT_OK

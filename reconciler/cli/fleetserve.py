@@ -57,6 +57,11 @@ class _LiveFleet:
         self._devices, self._head, self._rollout = repository_fleet(self._repo, self._ref)
         self._read_at = time.monotonic()
 
+    @property
+    def devices(self) -> list[str]:
+        with self._lock:
+            return list(self._devices)
+
     def view(self) -> FleetView:
         with self._lock:
             if time.monotonic() - self._read_at > REPO_REFRESH:
@@ -87,12 +92,14 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--stale-after: {e}") from None
     topic = check_topic(args.topic, "--topic")
     broker = broker_of(args)
-    subscription = FleetSubscription(broker, topic)
+    subscription = FleetSubscription(broker, topic, statuses=False)
     live = None
     stop = threading.Event()
     subscription.start()
     try:
         live = _LiveFleet(args, subscription, stale_after)
+        subscription.load(live.devices)  # the retained statuses, in batches any broker holds
+        subscription.follow()
         server = FleetServer(args.listen, live.view)
         server.start()
         host, port = server.address

@@ -121,7 +121,7 @@ def decide(
         stale_after = None if stale is None else parse_duration(stale)
     except ValueError as e:
         raise UsageError(f"--stale-after: {e}") from None
-    reports, problems = collect(args)
+    reports, problems = collect(args, members)
     for problem in problems:
         print(f"fleetgate: warning: {problem}", file=sys.stderr)
     evidence = [

@@ -1,5 +1,6 @@
 """The live fleet page (``fleet serve``): ``/`` (HTML+JS shipped in the package),
-``/api/fleet`` (the fleet document) and ``/metrics`` over plain ``http.server``.
+``/api/fleet`` (the fleet document), ``/api/fleet/page`` (the page's cut of it) and
+``/metrics`` over plain ``http.server``.
 
 Hygiene as on the agent's status port: GET/HEAD only, no request body read, a socket
 timeout, and on a loopback address a ``Host`` header that names loopback (a web page on
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -22,10 +24,11 @@ import structlog
 
 from reconciler.errors import UsageError
 from reconciler.fleet.metrics import render_fleet_metrics
-from reconciler.fleet.view import FleetView, to_json
+from reconciler.fleet.view import FleetView, page_document, to_json
 
 DEFAULT_LISTEN = "127.0.0.1:9280"
 REQUEST_TIMEOUT = 10.0
+API_CACHE = 1.0  # s a built /api/fleet answer is served again (pages poll every 2 s)
 _LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
@@ -57,6 +60,10 @@ class FleetServer:
         self.listen = listen
         self.provide = provide
         self._page = page()
+        self._api_lock = threading.Lock()
+        self._api: dict[str, bytes] = {}  # route -> the last built answer
+        self._api_at = -float("inf")
+        self._api_building = False
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._log = structlog.get_logger().bind(component="fleet-http")
@@ -82,6 +89,40 @@ class FleetServer:
             self._server.shutdown()
             self._server.server_close()
 
+    def _api_body(self, route: str) -> bytes:
+        """The fleet document (or the page's cut of it), stale-while-rebuilding: an answer
+        older than ``API_CACHE`` s is still served at once while one background thread
+        builds the next (joining and serialising 10,000 devices takes a few hundred ms,
+        and every open page polls). Only the very first request waits for a build."""
+        with self._api_lock:
+            if not self._api:
+                self._api = self._build()
+                self._api_at = time.monotonic()
+            elif time.monotonic() - self._api_at >= API_CACHE and not self._api_building:
+                self._api_building = True
+                threading.Thread(target=self._rebuild_in_background, daemon=True).start()
+            return self._api[route]
+
+    def _build(self) -> dict[str, bytes]:
+        document = to_json(self.provide())
+        page = page_document(document)
+        return {
+            "/api/fleet": (json.dumps(document, sort_keys=True) + "\n").encode(),
+            "/api/fleet/page": (json.dumps(page, sort_keys=True) + "\n").encode(),
+        }
+
+    def _rebuild_in_background(self) -> None:
+        try:
+            built: dict[str, bytes] | None = self._build()
+        except Exception as e:  # keep serving the last answer
+            self._log.error("fleet.rebuild_failed", error=type(e).__name__)
+            built = None
+        with self._api_lock:
+            if built is not None:
+                self._api = built
+                self._api_at = time.monotonic()
+            self._api_building = False
+
     def host_allowed(self, host_header: str | None) -> bool:
         """On loopback, only a loopback Host (any port) is answered."""
         bound = parse_listen(self.listen)[0]
@@ -95,10 +136,8 @@ class FleetServer:
         route = path.split("?", 1)[0]
         if route in ("/", "/index.html"):
             return HTTPStatus.OK, "text/html; charset=utf-8", self._page
-        if route == "/api/fleet":
-            document = to_json(self.provide())
-            body = (json.dumps(document, sort_keys=True) + "\n").encode()
-            return HTTPStatus.OK, "application/json", body
+        if route in ("/api/fleet", "/api/fleet/page"):
+            return HTTPStatus.OK, "application/json", self._api_body(route)
         if route == "/metrics":
             return HTTPStatus.OK, "text/plain; version=0.0.4", render_fleet_metrics(self.provide())
         return HTTPStatus.NOT_FOUND, "application/json", b'{"error": "no such page"}\n'

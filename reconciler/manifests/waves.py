@@ -174,12 +174,9 @@ def _pins(tree: RepoTree, waves: tuple[Wave, ...]) -> tuple[dict[str, Pin], list
     return pins, findings
 
 
-def load_rollout(tree: RepoTree, repo: FleetRepository) -> tuple[Rollout, list[Finding]]:
-    """The rollout of the repository at ``tree`` and every finding about it.
-
-    ``fleet.yaml``'s own schema findings are reported by the repository loader; this
-    adds the wave-level ones. ``repo`` supplies the devices whose membership is checked.
-    """
+def read_rollout(tree: RepoTree) -> tuple[Rollout, list[Finding]]:
+    """The waves of ``fleet.yaml`` and their pins, with the findings about them alone
+    (no device membership: see :func:`load_rollout`)."""
     findings: list[Finding] = []
     waves: tuple[Wave, ...] = ()
     if tree.kind("fleet.yaml") != "missing":
@@ -187,12 +184,20 @@ def load_rollout(tree: RepoTree, repo: FleetRepository) -> tuple[Rollout, list[F
         if isinstance(doc, LineDict) and not schema:
             waves, findings = parse_waves(doc.get("rollout"))
     pins, more = _pins(tree, waves)
-    findings += more
-    rollout = Rollout(waves, pins)
-    if waves:
+    return Rollout(waves, pins), findings + more
+
+
+def load_rollout(tree: RepoTree, repo: FleetRepository) -> tuple[Rollout, list[Finding]]:
+    """The rollout of the repository at ``tree`` and every finding about it.
+
+    ``fleet.yaml``'s own schema findings are reported by the repository loader; this
+    adds the wave-level ones. ``repo`` supplies the devices whose membership is checked.
+    """
+    rollout, findings = read_rollout(tree)
+    if rollout.waves:
         for device_id, device in sorted(repo.devices.items()):
             if rollout.wave_of(device.labels) is None:
-                hint = ", ".join(f"{w.name} {dict(w.selector)}" for w in waves)
+                hint = ", ".join(f"{w.name} {dict(w.selector)}" for w in rollout.waves)
                 message = (
                     f"device {device_id} is in no rollout wave ({hint}); give it the labels "
                     "of one, or end rollout.waves with a wave whose selector is {}"

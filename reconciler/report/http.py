@@ -19,7 +19,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client.registry import Collector
 
 from reconciler.errors import UsageError
 from reconciler.report.http_rules import (
@@ -189,7 +190,9 @@ class StatusServer:
     status heartbeat is at most ``max(5 poll intervals, 120 s)`` old). Every request is
     first checked by :func:`reconciler.report.http_rules.admit` (Host, Origin, ``token`` for
     ``POST /reconcile``, sizes); a connection must deliver its request within
-    ``timeout`` seconds and at most ``max_connections`` are served at once.
+    ``timeout`` seconds and at most ``max_connections`` are served at once. ``metrics``
+    are collectors served on ``/metrics`` beside the status's own series (the MQTT
+    reporter's ``fleetgate_report_*``).
     """
 
     def __init__(
@@ -202,6 +205,7 @@ class StatusServer:
         token: str | None = None,
         timeout: float = REQUEST_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        metrics: Sequence[Collector] = (),
     ) -> None:
         self.listen = listen
         self.provide = provide
@@ -209,6 +213,7 @@ class StatusServer:
         self.alive = alive or self._heartbeat_recent
         self.timeout = timeout
         self.max_connections = max_connections
+        self.metrics = tuple(metrics)
         self._token = token
         self._guard = Guard(bound="127.0.0.1")
         self._server: _Server | None = None
@@ -276,7 +281,7 @@ class StatusServer:
         if route == "/status":
             return _json(HTTPStatus.OK, self.provide().to_json())
         if route == "/metrics":
-            return HTTPStatus.OK, _PROMETHEUS, render_metrics(self.provide)
+            return HTTPStatus.OK, _PROMETHEUS, render_metrics(self.provide, self.metrics)
         if route == "/healthz":
             ok = self.alive()
             return _json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, {"alive": ok})

@@ -1,6 +1,7 @@
 """The agent's reporter on its ``/metrics``: connected, last publish, failures.
 
-Wiring (statushttp's ``render_metrics``): ``registry.register(ReportCollector(reporter.stats))``
+Wiring: ``cli/agent.py`` hands ``ReportCollector(reporter.stats)`` to the
+:class:`reconciler.report.http.StatusServer` (``metrics=``), whose ``/metrics`` registers it
 beside the status collector when the agent reports.
 """
 

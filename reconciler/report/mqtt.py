@@ -18,7 +18,7 @@ import json
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import paho.mqtt.client as paho
@@ -31,6 +31,8 @@ from reconciler.report.broker import DEFAULT_INTERVAL, DEFAULT_TOPIC, Broker, Re
 from reconciler.report.status import Status
 
 KEEPALIVE = 30
+BATCH = 300  # devices whose status one SUBSCRIBE asks for (see FleetSubscription.load)
+SETTLE = 0.05  # s of silence after the end marker before the retained messages are read
 _MAX_QUEUED = 8  # paho's own outgoing queue: a bound, never a backlog of old statuses
 
 
@@ -199,15 +201,29 @@ class FleetSubscription:
     """The retained and live ``status``/``online`` messages of every device under a prefix.
 
     ``messages()`` is a snapshot ``{topic: payload}``; ``changed_at`` the monotonic time of
-    the last message (the reader waits until the retained flood is over).
+    the last message, ``version`` counts them.
+
+    Brokers hand a new subscription all its retained messages at once, and drop what does
+    not fit their per-client queue (a default Mosquitto: 1,000 messages; 10,000 statuses of
+    2 KB overflow it at any QoS). So the reader subscribes to every device's ``online``
+    (a few bytes each) with a wildcard, and with ``statuses=False`` leaves the statuses to
+    :meth:`load`, which asks for them device by device in batches small enough for any
+    broker's queue. The end of each step is the answer to a later SUBSCRIBE: a broker
+    answers SUBSCRIBEs in order, after the retained messages of the earlier ones.
     """
 
-    def __init__(self, broker: Broker, topic: str = DEFAULT_TOPIC) -> None:
+    def __init__(
+        self, broker: Broker, topic: str = DEFAULT_TOPIC, *, statuses: bool = True
+    ) -> None:
         self.broker = broker
         self.topic = topic
+        self._statuses = statuses
         self._lock = threading.Lock()
         self._messages: dict[str, bytes] = {}
         self._subscribed = threading.Event()
+        self._acks = threading.Condition()
+        self._acked: set[int] = set()
+        self._marker_mid: int | None = None
         self._refused: str | None = None
         self.changed_at = time.monotonic()
         self.version = 0
@@ -244,13 +260,73 @@ class FleetSubscription:
             self._refused = str(reason)
             self._subscribed.set()
             return
-        client.subscribe([(f"{self.topic}/+/status", 1), (f"{self.topic}/+/online", 1)])
+        # QoS 0: a broker writes QoS 0 messages to a connected reader at once and in order,
+        # where QoS 1 ones beyond its in-flight window wait in the queue.
+        wanted = [(f"{self.topic}/+/online", 0)]
+        if self._statuses:
+            wanted.append((f"{self.topic}/+/status", 0))
+        client.subscribe(wanted)
+        # No device id starts with "-": nothing is retained there; its answer marks the end.
+        self._marker_mid = client.subscribe(f"{self.topic}/-/end-of-retained", 0)[1]
 
-    def _on_subscribe(self, _c: paho.Client, _u: Any, _m: int, codes: Any, _p: Any) -> None:
+    def _on_subscribe(self, _c: paho.Client, _u: Any, mid: int, codes: Any, _p: Any) -> None:
+        with self._acks:
+            self._acked.add(mid)
+            self._acks.notify_all()
+        if mid == self._marker_mid or self._subscribed.is_set():
+            return
         if any(_failed(code) for code in codes):
             self._refused = "subscription not allowed (check the broker's ACL for this user)"
         self.changed_at = time.monotonic()
         self._subscribed.set()
+
+    def _answered(self, mid: int | None, deadline: float) -> bool:
+        with self._acks:
+            return self._acks.wait_for(
+                lambda: mid is not None and mid in self._acked,
+                max(0.0, deadline - time.monotonic()),
+            )
+
+    def retained(self, *, quiet: float = 0.5, timeout: float = 10.0) -> Mapping[str, bytes]:
+        """The messages once the broker has sent every retained one of the subscriptions
+        made so far: it answered the end marker, then none came for ``SETTLE`` s (a broker
+        that does not keep that order still gets ``quiet`` s of silence). The retained
+        messages arrive in the background from :meth:`start` on, so a caller can read the
+        repository meanwhile."""
+        deadline = time.monotonic() + timeout
+        if self._answered(self._marker_mid, deadline):
+            quiet = min(quiet, SETTLE)
+        while time.monotonic() < deadline and time.monotonic() - self.changed_at < quiet:
+            time.sleep(0.01)
+        return self.messages()
+
+    def load(self, devices: Iterable[str], timeout: float = 60.0) -> Mapping[str, bytes]:
+        """The retained statuses of ``devices`` and of every device with a retained
+        ``online``, asked for ``BATCH`` devices at a time (the next batch once the broker
+        answered the one before it, so at most two batches' messages wait in its queue)."""
+        deadline = time.monotonic() + timeout
+        online = self.retained(timeout=timeout)
+        suffix = "/online"
+        reporting = {
+            t[len(self.topic) + 1 : -len(suffix)]
+            for t in online
+            if t.startswith(self.topic + "/") and t.endswith(suffix)
+        }
+        wanted = sorted(set(devices) | reporting)
+        previous: int | None = None
+        for start in range(0, len(wanted), BATCH):
+            batch = [(f"{self.topic}/{d}/status", 0) for d in wanted[start : start + BATCH]]
+            mid = self._client.subscribe(batch)[1]
+            if previous is not None and not self._answered(previous, deadline):
+                break
+            previous = mid
+        self._marker_mid = self._client.subscribe(f"{self.topic}/-/end-of-retained", 0)[1]
+        return self.retained(timeout=max(0.0, deadline - time.monotonic()))
+
+    def follow(self) -> None:
+        """From now on, every device's status as it is published (``fleet serve``)."""
+        self._statuses = True
+        self._client.subscribe(f"{self.topic}/+/status", 0)
 
     def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
         with self._lock:
@@ -265,14 +341,12 @@ class FleetSubscription:
 def read_retained(
     broker: Broker, topic: str = DEFAULT_TOPIC, *, quiet: float = 0.5, timeout: float = 10.0
 ) -> Mapping[str, bytes]:
-    """Every retained message under the prefix: collected until none came for ``quiet`` s."""
+    """Every retained message under the prefix, through wildcards: for small fleets and
+    tests (a large fleet reads with :meth:`FleetSubscription.load`)."""
     reader = FleetSubscription(broker, topic)
     reader.start(timeout)
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and time.monotonic() - reader.changed_at < quiet:
-            time.sleep(0.05)
-        return reader.messages()
+        return reader.retained(quiet=quiet, timeout=timeout)
     finally:
         reader.stop()
 

@@ -16,7 +16,7 @@ Series, every one labelled with ``device``:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -170,8 +170,11 @@ def _epoch(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
-def render_metrics(provide: Callable[[], Status]) -> bytes:
-    """The Prometheus text exposition of the current status."""
+def render_metrics(provide: Callable[[], Status], extra: Iterable[Collector] = ()) -> bytes:
+    """The Prometheus text exposition of the current status, plus the ``extra`` collectors
+    (the MQTT reporter's ``fleetgate_report_*`` when the agent reports)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatusCollector(provide))
+    for collector in extra:
+        registry.register(collector)
     return generate_latest(registry)
