@@ -113,7 +113,9 @@ def stack_variables(
     stack: str,
 ) -> dict[str, str]:
     """The interpolation variables of one stack on one device, builtins winning."""
-    variables = dict(stack_defaults)
+    # ${PWD} is the stack directory, as `docker compose` run in its folder sees it:
+    # `$PWD/data` is `./data`, a path of the stack (lowest precedence, like the shell's).
+    variables = {"PWD": ".", **stack_defaults}
     variables.update(target.variables)
     variables["FLEETGATE_DEVICE"] = target.device.id
     variables["FLEETGATE_ARCH"] = target.device.arch or ""
