@@ -49,6 +49,11 @@ VERDICTS: dict[str, str] = {
     "ollama-openwebui-gpu": ACCEPTED,
     "unifi-controller": ACCEPTED,
     "uptime-kuma": ACCEPTED,
+    "node-red-tick": ACCEPTED,
+    "node-red-static-ip": ACCEPTED,
+    "node-app-expose": ACCEPTED,
+    "n8n-postgres": ACCEPTED,
+    "frigate-coral": ACCEPTED,
     "zigbee2mqtt-env": ACCEPTED,
     "webthings-gateway": ACCEPTED,
     "scrypted-nvr": ACCEPTED,
@@ -75,11 +80,6 @@ VERDICTS: dict[str, str] = {
 }
 # Files that still fail today: what they hit (issue 12 closes these one by one).
 GAPS: dict[str, str] = {
-    "frigate-coral": "unknown key 'tmpfs'",
-    "n8n-postgres": "`links` is not supported",
-    "node-app-expose": "`expose` is not supported",
-    "node-red-static-ip": "`expose` is not supported",
-    "node-red-tick": "`links` is not supported",
 }
 EXPECTED = VERDICTS | GAPS
 
@@ -135,8 +135,16 @@ def compare(ours: ServiceSpec, theirs: dict[str, Any]) -> None:
         )
         for p in theirs.get("ports", [])
     ), name
-    mounts = {m.target.rstrip("/") for m in ours.mounts}
-    assert mounts == {v["target"].rstrip("/") for v in theirs.get("volumes", [])}, name
+    mounts = {m.target.rstrip("/") for m in (*ours.mounts,)} | {t for t, _ in ours.tmpfs}
+    their_tmpfs = {t.split(":")[0] for t in theirs.get("tmpfs", [])}
+    assert mounts == {v["target"].rstrip("/") for v in theirs.get("volumes", [])} | their_tmpfs
+    expose = {e if "/" in str(e) else f"{e}/tcp" for e in theirs.get("expose", [])}
+    assert set(ours.expose) == expose, name
+    assert list(ours.security_opt) == theirs.get("security_opt", []), name
+    assert (ours.tty, ours.stdin_open) == (
+        theirs.get("tty", False),
+        theirs.get("stdin_open", False),
+    ), name
     assert (ours.restart or "no") == theirs.get("restart", "no"), name
     assert ours.user == theirs.get("user"), name
 

@@ -34,13 +34,9 @@ _UNSUPPORTED_SERVICE = {
     "extends": "copy the settings into the service",
     "profiles": "put optional services into their own stack and assign that stack per device",
     "scale": "define one service per container",
-    "links": "services reach each other by name on the stack's networks; remove it",
     "external_links": "attach to a shared network instead",
     "volumes_from": "mount the same named volume in both services",
-    "expose": "containers on a network reach each other anyway; remove it or use ports",
-    "security_opt": "remove it",
     "sysctls": "remove it",
-    "pid": "remove it",
     "ipc": "remove it",
     "runtime": "remove it; route accelerators with gpus or deploy.resources",
 }

@@ -26,6 +26,7 @@ from typing import Any
 from reconciler.manifests.tree import TreeEscape
 from reconciler.model import ConfigFile, Mount
 from reconciler.render.compose.context import Issues, StackContext, is_true, line_of, scalar_text
+from reconciler.units import parse_bytes
 
 _MODES = {
     "ro",
@@ -58,9 +59,20 @@ def volume_name(key: str, declared: Mapping[str, Any], prefix: str) -> str:
     if isinstance(spec, dict):
         if spec.get("name"):
             return scalar_text(spec["name"])
-        if is_true(spec.get("external")):
+        legacy = spec.get("external")
+        if isinstance(legacy, dict) and legacy.get("name"):
+            return scalar_text(legacy["name"])  # the legacy `external: {name: x}`
+        if is_external(spec):
             return key
     return prefix + key
+
+
+def is_external(spec: Any) -> bool:
+    """``external: true``, or the legacy ``external: {name: x}`` (external too)."""
+    if not isinstance(spec, dict):
+        return False
+    value = spec.get("external")
+    return is_true(value) or isinstance(value, dict)
 
 
 @dataclass(slots=True)
@@ -71,6 +83,7 @@ class MountReader:
     issues: Issues
     acc: MountAccumulator
     top: Mapping[str, Any]  # the whole compose document (top-level volumes/configs/secrets)
+    tmpfs: list[tuple[str, str]] = field(default_factory=list)  # long tmpfs with options
 
     def _declared(self, key: str) -> Mapping[str, Any]:
         value = self.top.get(key)
@@ -193,10 +206,34 @@ class MountReader:
                 return None
             return self._named(source, target, bool(read_only), line, where)
         if kind == "tmpfs":
+            options = self._tmpfs_options(spec.get("tmpfs"), bool(read_only), line, where)
+            if options:  # HostConfig.Tmpfs carries size and mode; Mount values have neither
+                self.tmpfs.append((target, options))
+                return None
             return Mount("tmpfs", "", target, bool(read_only))
         message = f"volume type {kind!r} is not supported; use bind, volume or tmpfs"
         self.issues.add(line, where, message)
         return None
+
+    def _tmpfs_options(self, spec: Any, read_only: bool, line: int | None, where: str) -> str:
+        """``tmpfs: {size, mode}`` as mount options (``size=<bytes>,mode=<octal>``)."""
+        out = ["ro"] if read_only and isinstance(spec, dict) and spec else []
+        if not isinstance(spec, dict):
+            return ""
+        size = spec.get("size")
+        if size is not None:
+            try:
+                out.append(f"size={size if isinstance(size, int) else parse_bytes(str(size))}")
+            except ValueError as e:
+                self.issues.add(line, f"{where}.tmpfs.size", str(e))
+        mode = spec.get("mode")
+        if mode is not None:
+            text = scalar_text(mode)
+            if not text.isdigit() or any(c in "89" for c in text):
+                self.issues.add(line, f"{where}.tmpfs.mode", f"{text!r} is not an octal mode")
+            else:
+                out.append(f"mode={text}")
+        return ",".join(out)
 
     def volumes(self, value: Any, where: str, line: int | None) -> None:
         """Add the mounts of a service's ``volumes`` list."""
