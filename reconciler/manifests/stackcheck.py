@@ -121,8 +121,9 @@ class _Checker:
             self.add(line, f"config {name!r}: file {file!r} does not exist in the repository")
 
     def check_service(self, name: str, svc: LineDict, services: LineDict, top: Any) -> None:
-        for dep, line, _ in _entries(svc.get("depends_on")):
-            if dep not in services:
+        for dep, line, spec in _entries(svc.get("depends_on")):
+            optional = isinstance(spec, dict) and spec.get("required") in (False, "false")
+            if dep not in services and not optional:
                 self.add(
                     line,
                     f"service {name!r} depends on unknown service {dep!r}; "

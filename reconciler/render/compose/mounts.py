@@ -28,18 +28,18 @@ from reconciler.model import ConfigFile, Mount
 from reconciler.render.compose.context import Issues, StackContext, is_true, line_of, scalar_text
 from reconciler.units import parse_bytes
 
-_MODES = {
-    "ro",
-    "rw",
-    "z",
-    "Z",
-    "nocopy",
-    "shared",
-    "rshared",
-    "slave",
-    "rslave",
-    "private",
-    "rprivate",
+_MODES = {"ro", "rw", "cached", "delegated", "consistent"}  # the last three: macOS only
+# Suffixes Compose honours that fleetgate cannot carry (a bind is source:target:ro|rw):
+# refused by name instead of dropped, with what to do.
+_REFUSED_MODES = {
+    "z": "SELinux relabelling of a shared bind source; fleetgate's config and data "
+    "directories are its own: remove it, or label the host path once on the device",
+    "Z": "SELinux private relabelling; remove it, or label the host path once on the device",
+    "nocopy": "named volumes are filled from the image once; remove it or use a bind",
+    **dict.fromkeys(
+        ("shared", "rshared", "slave", "rslave", "private", "rprivate"),
+        "mount propagation is not supported by fleetgate; remove it",
+    ),
 }
 
 
@@ -176,6 +176,10 @@ class MountReader:
             return None
         source, target = parts[0], parts[1]
         modes = parts[2].split(",") if len(parts) == 3 else []
+        refused = [m for m in modes if m in _REFUSED_MODES]
+        if refused:
+            self.issues.add(line, where, f"{spec!r}: :{refused[0]} is {_REFUSED_MODES[refused[0]]}")
+            return None
         unknown = [m for m in modes if m not in _MODES]
         if unknown:
             self.issues.add(line, where, f"{spec!r}: unknown mode {unknown[0]!r}; use ro or rw")
@@ -194,6 +198,10 @@ class MountReader:
             return None
         ro = spec.get("read_only")
         read_only = ro if isinstance(ro, bool) else None
+        refused = self._refused_options(spec)
+        if refused:
+            self.issues.add(line, where, refused)
+            return None
         if kind == "bind":
             if not source:
                 self.issues.add(line, where, "a bind mount needs a source")
@@ -213,6 +221,22 @@ class MountReader:
             return Mount("tmpfs", "", target, bool(read_only))
         message = f"volume type {kind!r} is not supported; use bind, volume or tmpfs"
         self.issues.add(line, where, message)
+        return None
+
+    def _refused_options(self, spec: Mapping[str, Any]) -> str | None:
+        """Long-syntax options fleetgate cannot carry, named (``docker compose config``'s
+        ``bind.create_host_path`` and an empty ``volume: {}`` are fine)."""
+        raw_bind, raw_volume = spec.get("bind"), spec.get("volume")
+        bind: Mapping[str, Any] = raw_bind if isinstance(raw_bind, dict) else {}
+        volume: Mapping[str, Any] = raw_volume if isinstance(raw_volume, dict) else {}
+        if bind.get("selinux"):
+            return f"bind.selinux :{scalar_text(bind['selinux'])} is {_REFUSED_MODES['z']}"
+        if bind.get("propagation") not in (None, "rprivate"):
+            return f"bind.propagation is {_REFUSED_MODES['rshared']}"
+        if is_true(volume.get("nocopy")):
+            return f"volume.nocopy is {_REFUSED_MODES['nocopy']}"
+        if volume.get("subpath"):
+            return "volume.subpath is not supported by fleetgate; mount the whole volume"
         return None
 
     def _tmpfs_options(self, spec: Any, read_only: bool, line: int | None, where: str) -> str:

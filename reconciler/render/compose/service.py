@@ -186,6 +186,8 @@ def _depends_on(r: Reader, services: Mapping[str, Any]) -> tuple[Dependency, ...
     out: list[Dependency] = []
     for name, spec in items:
         if name not in services:
+            if isinstance(spec, dict) and spec.get("required") in (False, "false"):
+                continue  # `required: false`: Compose ignores a dependency it cannot find
             r.bad("depends_on", f"service {name!r} is not defined in this stack")
             continue
         condition = "service_started"
