@@ -69,7 +69,7 @@ VERDICTS: dict[str, str] = {
     "questdb-ui-dev": "`build` is not supported",
     "traefik-socket": "docker.sock",
     "ttn-lorawan-stack": "not a plaintext file in the repository",
-    "home-assistant-home": "host path /docker/home-assistant/config is not allowed",
+    "home-assistant-home": "variable HOME is required",
     "home-assistant-z2m": "duplicate key 'environment'",
     "tig-v1-format": "missing required key 'services'",
 }

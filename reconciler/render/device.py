@@ -92,7 +92,7 @@ def _problem_findings(
         line, key_path = problem.line, problem.key_path
         variable, detail = problem.variable, problem.detail
         if variable is not None:
-            why = f" ({detail})" if detail else ""
+            why = f" ({detail})" if detail else f" ({key_path} cannot be left without it)"
             message = (
                 f"device {device.id}: variable {variable} is required{why}; set it in "
                 f"{device.location.path or f'devices/{device.id}.yaml'}, a group or fleet.yaml"

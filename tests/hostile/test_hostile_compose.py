@@ -27,6 +27,7 @@ def compose(text: str, policy: str = "") -> dict[str, str | bytes]:
 
 REGRESSION = {
     "pid-host-with-policy-allowed": "pid was unsupported before; kept as the positive control",
+    "dotenv-sets-the-image-tag": "positive control (old code passed it by emptying the tag)",
     "cap-add-all-needs-all-in-policy": "cap_add ALL was already refused; guards policy [ALL]",
 }
 
@@ -96,6 +97,28 @@ CASES = [
             policy="  hostPaths: [/srv]\n",
         ),
         expect=(f"{C}:5:", "bind.propagation is mount propagation"),
+    ),
+    Case(
+        name="unset-variable-empties-image-tag",
+        files=dict(DEVICE) | {C: "services:\n  n8n:\n    image: n8n:${TAG}\n"},
+        expect=(f"{C}:3:", "variable TAG is required", "services.n8n.image"),
+    ),
+    Case(
+        name="unset-variable-empties-bind-source",
+        files=dict(DEVICE) | {C: SVC + "    volumes: ['${ROOT}/etc:/etc/app']\n"},
+        expect=(f"{C}:4:", "variable ROOT is required"),
+    ),
+    Case(
+        name="dotenv-sets-the-image-tag",
+        files=dict(DEVICE)
+        | {C: "services:\n  n8n:\n    image: n8n:${TAG}\n", "stacks/s/.env": "TAG=1.0\n"},
+        expect=("fleet valid",),
+        exit_code=0,
+    ),
+    Case(
+        name="dotenv-malformed-line",
+        files=dict(DEVICE) | {C: SVC, "stacks/s/.env": "TAG=1\nnot a variable\n"},
+        expect=("stacks/s/.env:2:", "is not a variable name"),
     ),
     Case(
         name="cap-add-all-needs-all-in-policy",
