@@ -276,7 +276,7 @@ class ServiceSpec:
     stop_signal: str | None = None
     stop_grace_period: float | None = None
     # Added in issue 12; hashed only when set, so existing containers keep their hash.
-    expose: tuple[str, ...] = ()  # "port/proto", sorted
+    expose: tuple[str, ...] = ()  # as written: "1883", "9000-9001/udp"
     tty: bool = False
     stdin_open: bool = False
     dns: tuple[str, ...] = ()

@@ -137,7 +137,7 @@ def compare(ours: ServiceSpec, theirs: dict[str, Any]) -> None:
     mounts = {m.target.rstrip("/") for m in (*ours.mounts,)} | {t for t, _ in ours.tmpfs}
     their_tmpfs = {t.split(":")[0] for t in theirs.get("tmpfs", [])}
     assert mounts == {v["target"].rstrip("/") for v in theirs.get("volumes", [])} | their_tmpfs
-    expose = {e if "/" in str(e) else f"{e}/tcp" for e in theirs.get("expose", [])}
+    expose = {str(e) for e in theirs.get("expose", [])}
     assert set(ours.expose) == expose, name
     assert list(ours.security_opt) == theirs.get("security_opt", []), name
     assert (ours.tty, ours.stdin_open) == (

@@ -22,7 +22,7 @@ _PID = re.compile(r"host|(?:service|container):[\w.-]+")
 
 
 def expose(r: Reader) -> tuple[str, ...]:
-    """``["1883", "9000-9001/udp"]`` as ``("1883/tcp", "9000/udp", "9001/udp")``."""
+    """``expose`` entries, checked, as written (``"1883"``, ``"9000-9001/udp"``)."""
     value = r.node.get("expose")
     if value is None:
         return ()
@@ -36,10 +36,8 @@ def expose(r: Reader) -> tuple[str, ...]:
         if m is None or int(m[1]) > 65535 or (m[2] and not int(m[1]) <= int(m[2]) <= 65535):
             r.bad("expose", f"{text!r} is not a port, a range or PORT/PROTOCOL")
             continue
-        first, last = int(m[1]), int(m[2] or m[1])
-        for port in range(first, last + 1):
-            out[f"{port}/{m[3] or 'tcp'}"] = None
-    return tuple(sorted(out, key=lambda p: (int(p.split("/")[0]), p)))
+        out[text] = None  # as written: docker compose hands the engine the text itself
+    return tuple(out)
 
 
 def strings(r: Reader, key: str) -> tuple[str, ...]:
