@@ -93,6 +93,7 @@ class DeviceManifest:
     update_windows: tuple[UpdateWindow, ...] | None = None  # None: not declared
     stacks: tuple[str, ...] = ()
     location: Location = Location("")
+    profiles: tuple[str, ...] = ()  # Compose profiles enabled (like COMPOSE_PROFILES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ class GroupManifest:
     variables: Mapping[str, str] = field(default_factory=dict)
     update_windows: tuple[UpdateWindow, ...] = ()
     location: Location = Location("")
+    profiles: tuple[str, ...] = ()  # Compose profiles enabled (like COMPOSE_PROFILES)
 
 
 UpdateStrategy = Literal["download-then-kill", "kill-then-download"]

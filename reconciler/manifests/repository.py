@@ -284,6 +284,7 @@ def _load_device(
         variables=text_map(doc.get("variables")),
         update_windows=windows if "updateWindows" in doc else None,
         stacks=tuple(doc.get("stacks") or ()),
+        profiles=tuple(doc.get("profiles") or ()),
         location=Location(path, 1),
     )
     return device, []
@@ -328,6 +329,7 @@ def load_repository(
             name=name,
             selector=text_map(doc.get("selector")),
             stacks=tuple(doc.get("stacks") or ()),
+            profiles=tuple(doc.get("profiles") or ()),
             variables=text_map(doc.get("variables")),
             update_windows=windows,
             location=Location(path, 1),

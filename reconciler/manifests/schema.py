@@ -32,7 +32,6 @@ _UNSUPPORTED_SERVICE = {
     "build": "build the image in CI and reference it by tag",
     "develop": "it drives a local development loop; remove it",
     "extends": "copy the settings into the service",
-    "profiles": "put optional services into their own stack and assign that stack per device",
     "scale": "define one service per container",
     "external_links": "attach to a shared network instead",
     "volumes_from": "mount the same named volume in both services",

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.errors import Finding
+from reconciler.manifests.yamlio import LineDict
 from reconciler.model import ConfigFile, NetworkSpec, ServiceSpec, VolumeSpec
 from reconciler.render.compose import process as proc
 from reconciler.render.compose.context import Issues, StackContext, is_true, line_of, scalar_text
@@ -202,6 +203,35 @@ def _network_spec(ctx: StackContext, key: str, declared: Mapping[str, Any]) -> N
     )
 
 
+def _active(doc: Any, variables: Mapping[str, str]) -> Any:
+    """``doc`` without the services whose ``profiles`` this device does not enable.
+
+    As ``COMPOSE_PROFILES`` does: a service without profiles always runs, ``*`` enables
+    every profile. The profiles come from device and group ``profiles:`` (targeting).
+    """
+    services = doc.get("services")
+    if not isinstance(services, dict):
+        return doc
+    enabled = {p for p in variables.get("COMPOSE_PROFILES", "").split(",") if p}
+
+    def active(node: Any) -> bool:
+        wanted = node.get("profiles") if isinstance(node, dict) else None
+        if not isinstance(wanted, list) or not wanted:
+            return True
+        return "*" in enabled or any(scalar_text(p) in enabled for p in wanted)
+
+    if all(active(node) for node in services.values()):
+        return doc
+    kept = LineDict((k, v) for k, v in services.items() if active(v))
+    kept.line = getattr(services, "line", 1)
+    kept.key_lines = getattr(services, "key_lines", {})
+    out = LineDict(doc)
+    out.line = getattr(doc, "line", 1)
+    out.key_lines = getattr(doc, "key_lines", {})
+    out["services"] = kept
+    return out
+
+
 def _process_refs(
     spec: ServiceSpec, names: Mapping[str, str], services: Mapping[str, Any], issues: Issues
 ) -> ServiceSpec:
@@ -230,6 +260,7 @@ def normalize_compose(
     for key in doc:
         if key not in TOP_KEYS and not str(key).startswith("x-"):
             issues.add(line_of(doc, key), str(key), "is not supported by fleetgate; remove it")
+    doc = _active(doc, ctx.variables)
     services = _mapping(doc, "services")
     acc = MountAccumulator()
     used_networks: dict[str, None] = {}

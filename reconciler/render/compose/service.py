@@ -49,7 +49,7 @@ SERVICE_KEYS = frozenset(
         *("logging", "healthcheck", "stop_signal", "stop_grace_period", "depends_on"),
         *("container_name", "platform", "pull_policy", "tmpfs", "configs", "secrets"),
         *("expose", "links", "tty", "stdin_open", "dns", "dns_search", "security_opt", "pid"),
-        "group_add",
+        *("group_add", "profiles"),
     )
 )
 _PULL: dict[str, PullPolicy] = {
