@@ -146,6 +146,10 @@ def compare(ours: ServiceSpec, theirs: dict[str, Any]) -> None:
     ), name
     assert (ours.restart or "no") == theirs.get("restart", "no"), name
     assert ours.user == theirs.get("user"), name
+    log = theirs.get("logging")
+    assert (ours.logging.driver if ours.logging else None) == (
+        log.get("driver", "") if log else None
+    ), name
 
 
 class TestRealWorldCorpus:
