@@ -70,7 +70,9 @@ class Policy:
     host_network: bool = False
     host_paths: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
-    capabilities: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()  # "ALL" allows any cap_add
+    host_pid: bool = False  # pid: host
+    unconfined: bool = False  # security_opt seccomp/apparmor unconfined, label:disable
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,7 @@ class DeviceManifest:
     update_windows: tuple[UpdateWindow, ...] | None = None  # None: not declared
     stacks: tuple[str, ...] = ()
     location: Location = Location("")
+    profiles: tuple[str, ...] = ()  # Compose profiles enabled (like COMPOSE_PROFILES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,7 @@ class GroupManifest:
     variables: Mapping[str, str] = field(default_factory=dict)
     update_windows: tuple[UpdateWindow, ...] = ()
     location: Location = Location("")
+    profiles: tuple[str, ...] = ()  # Compose profiles enabled (like COMPOSE_PROFILES)
 
 
 UpdateStrategy = Literal["download-then-kill", "kill-then-download"]
@@ -273,6 +277,15 @@ class ServiceSpec:
     extra_hosts: tuple[str, ...] = ()  # "host:ip"
     stop_signal: str | None = None
     stop_grace_period: float | None = None
+    # Added in issue 12; hashed only when set, so existing containers keep their hash.
+    expose: tuple[str, ...] = ()  # as written: "1883", "9000-9001/udp"
+    tty: bool = False
+    stdin_open: bool = False
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    pid: str | None = None  # "host" or "container:<name>"
+    group_add: tuple[str, ...] = ()
     depends_on: tuple[Dependency, ...] = ()
     config_hash: str = ""
     field_hashes: tuple[tuple[str, str], ...] = ()

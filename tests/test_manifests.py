@@ -293,11 +293,8 @@ class TestStackFolders:
             ],
         ),
         (
-            "services:\n  web:\n    image: x\n    profiles: [debug]\n",
-            [
-                "stacks/app/compose.yaml:4: `profiles` is not supported by fleetgate: put "
-                "optional services into their own stack and assign that stack per device"
-            ],
+            "services:\n  web:\n    image: x\n    ipc: host\n",
+            ["stacks/app/compose.yaml:4: `ipc` is not supported by fleetgate: remove it"],
         ),
         (
             "include: [x.yaml]\nservices:\n  web: {image: x}\n",

@@ -176,7 +176,8 @@ class TestParsePolicy:
         policy, found = parse_policy(mapping, Location("/etc/fleetgate/agent.yaml", 7))
         assert [str(f) for f in found] == [
             "/etc/fleetgate/agent.yaml:7: unknown policy key 'hostnetwork'; use one of "
-            "registries, privileged, hostNetwork, hostPaths, devices, capabilities",
+            "registries, privileged, hostNetwork, hostPaths, devices, capabilities, "
+            "hostPid, unconfined",
             "/etc/fleetgate/agent.yaml:7: policy.privileged must be true or false",
             "/etc/fleetgate/agent.yaml:7: policy.hostPaths entries must be absolute",
         ]

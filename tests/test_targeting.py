@@ -52,7 +52,7 @@ class TestGroups:
 
 class TestVariables:
     def test_precedence_is_stack_fleet_groups_device_builtins(self) -> None:
-        """Later sources override earlier ones and builtins override everything."""
+        """Later sources override earlier ones, builtins override everything, PWD is '.'."""
         device = DeviceManifest(
             "press-1", variables={"D": "device", "FLEETGATE_DEVICE": "spoof"}, stacks=("s",)
         )
@@ -61,6 +61,7 @@ class TestVariables:
         target = target_device(repo(device, g2, g1), device)
         got = stack_variables(target, {"A": "stack", "S": "stack"}, "/state", "s")
         assert got == {
+            "PWD": ".",
             "S": "stack",
             "A": "fleet",
             "B": "g10",

@@ -205,9 +205,29 @@ def host_config(spec: ServiceSpec) -> dict[str, Any]:
         hc["MemoryReservation"] = spec.mem_reservation
     if spec.nano_cpus is not None:
         hc["NanoCpus"] = spec.nano_cpus
+    if spec.dns:
+        hc["Dns"] = list(spec.dns)
+    if spec.dns_search:
+        hc["DnsSearch"] = list(spec.dns_search)
+    if spec.security_opt:
+        hc["SecurityOpt"] = [security_opt(v) for v in spec.security_opt]
+    if spec.pid is not None:
+        hc["PidMode"] = spec.pid
+    if spec.group_add:
+        hc["GroupAdd"] = list(spec.group_add)
     if spec.logging is not None:
         hc["LogConfig"] = {"Type": spec.logging.driver, "Config": dict(spec.logging.options)}
     return hc
+
+
+def security_opt(value: str) -> str:
+    """Compose's ``security_opt`` as the engine takes it: ``no-new-privileges:true`` and
+    ``label:type:x`` keep their form; ``seccomp:unconfined`` becomes ``seccomp=unconfined``
+    (the ``KEY:VALUE`` form the engine refuses for seccomp/apparmor)."""
+    key, sep, rest = value.partition(":")
+    if sep and key in ("seccomp", "apparmor", "systempaths"):
+        return f"{key}={rest}"
+    return value
 
 
 def port_bindings(spec: ServiceSpec) -> dict[str, list[dict[str, str]]]:
@@ -229,13 +249,17 @@ def container_config(spec: ServiceSpec, revision: str) -> dict[str, Any]:
         "Image": spec.image,
         "Env": [f"{name}={value}" for name, value in spec.environment],
         "Labels": labels,
-        "ExposedPorts": {key: {} for key in port_bindings(spec)},
+        "ExposedPorts": {key: {} for key in (*port_bindings(spec), *spec.expose)},
         "HostConfig": host_config(spec),
     }
     if spec.command is not None:
         body["Cmd"] = list(spec.command)
     if spec.entrypoint is not None:
         body["Entrypoint"] = list(spec.entrypoint)
+    if spec.tty:
+        body["Tty"] = True
+    if spec.stdin_open:
+        body["OpenStdin"] = True
     if spec.user is not None:
         body["User"] = spec.user
     if spec.working_dir is not None:

@@ -49,6 +49,7 @@ from reconciler.manifests.policy_rules import (
     looks_like_path,
     narrow,
     parse_policy,
+    security_opt_problem,
     volume_host_source,
 )
 from reconciler.manifests.yamlio import line_at
@@ -118,8 +119,15 @@ class _Stack:
         fallback = None
         for key, spec in declared.items():
             name = spec.get("name") if isinstance(spec, Mapping) else None
-            external = isinstance(spec, Mapping) and spec.get("external") in (True, "true")
-            if final in (self.prefix + str(key), str(name), str(key) if external else None):
+            ext = spec.get("external") if isinstance(spec, Mapping) else None
+            external = ext in (True, "true") or isinstance(ext, Mapping)
+            legacy = ext.get("name") if isinstance(ext, Mapping) else None
+            if final in (
+                self.prefix + str(key),
+                str(name),
+                str(legacy),
+                str(key) if external else None,
+            ):
                 return str(key)
             if isinstance(name, str) and "$" in name and fallback is None:
                 fallback = str(key)
@@ -183,6 +191,7 @@ def _service(
             "instead, or allow it in fleet.yaml policy.privileged",
         )
     yield from _network_mode(stack, svc, policy, owned)
+    yield from _process(stack, svc, policy)
     for mount in svc.mounts:
         yield from _mount(stack, svc, mount, policy, volumes)
     for device in svc.devices:
@@ -198,13 +207,37 @@ def _service(
         )
     allowed = {capability(c) for c in policy.capabilities}
     for cap in svc.cap_add:
-        if capability(cap) not in allowed:
+        if capability(cap) not in allowed and "ALL" not in allowed:
             yield stack.at_service(
                 name,
                 "cap_add",
                 f"service {name!r}: capability {capability(cap)} is not allowed; allow "
                 "it in fleet.yaml policy.capabilities or remove it from cap_add",
             )
+
+
+def _process(stack: _Stack, svc: ServiceSpec, policy: Policy) -> Iterator[Finding]:
+    """``pid: host`` and unconfining ``security_opt`` values need their policy key."""
+    name = svc.service
+    if svc.pid == "host" and not policy.host_pid:
+        yield stack.at_service(
+            name,
+            "pid",
+            f"service {name!r}: pid: host is not allowed; it sees and signals every "
+            "process of the device; allow it in fleet.yaml policy.hostPid or remove it",
+        )
+    for value in svc.security_opt:
+        problem = security_opt_problem(value)
+        if problem is None or (problem == "unconfined" and policy.unconfined):
+            continue
+        yield stack.at_service(
+            name,
+            "security_opt",
+            f"service {name!r}: security_opt {value} is not allowed; it lifts the "
+            "container's confinement; allow it in fleet.yaml policy.unconfined or remove it"
+            if problem == "unconfined"
+            else f"service {name!r}: {problem}",
+        )
 
 
 def _network_mode(

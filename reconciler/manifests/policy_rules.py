@@ -37,7 +37,34 @@ ALWAYS_REFUSED = (
 VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 """Docker's own rule for a volume name: anything else in ``Binds`` is a host path."""
 
-_POLICY_KEYS = ("registries", "privileged", "hostNetwork", "hostPaths", "devices", "capabilities")
+_POLICY_KEYS = (
+    *("registries", "privileged", "hostNetwork", "hostPaths", "devices", "capabilities"),
+    *("hostPid", "unconfined"),
+)
+
+# security_opt values that switch a confinement off (policy.unconfined); every other
+# value must be one of _HARDENING (it only adds confinement or labels).
+_UNCONFINED = re.compile(
+    r"(?:seccomp|apparmor)[=:]unconfined|label[=:]disable|systempaths[=:]unconfined",
+    re.IGNORECASE,
+)
+_HARDENING = re.compile(
+    r"no-new-privileges(?:[=:](?:true|false))?|label[=:](?:user|role|type|level):\S+"
+    r"|apparmor[=:][\w.-]+|seccomp[=:][\w./-]+\.json",
+    re.IGNORECASE,
+)
+
+
+def security_opt_problem(value: str) -> str | None:
+    """``None`` (hardening), ``"unconfined"`` (needs policy) or a refusal message."""
+    if _UNCONFINED.fullmatch(value):
+        return "unconfined"
+    if _HARDENING.fullmatch(value):
+        return None
+    return (
+        f"security_opt {value!r} is not supported; use no-new-privileges, label:..., "
+        "apparmor:PROFILE, or seccomp/apparmor unconfined with policy.unconfined"
+    )
 
 
 def image_registry(image: str) -> str:
@@ -175,13 +202,20 @@ def narrow(fleet: Policy, local: Policy) -> Policy:
         if h not in fleet.devices and any(fnmatch.fnmatchcase(h, g) for g in fleet.devices)
     )
     local_caps = {_capability(c) for c in local.capabilities}
+    fleet_caps = {_capability(c) for c in fleet.capabilities}
     return Policy(
         registries=registries,
         privileged=fleet.privileged and local.privileged,
         host_network=fleet.host_network and local.host_network,
         host_paths=paths(fleet.host_paths, local.host_paths),
         devices=devices,
-        capabilities=tuple(c for c in fleet.capabilities if _capability(c) in local_caps),
+        capabilities=(
+            local.capabilities
+            if "ALL" in fleet_caps
+            else tuple(c for c in fleet.capabilities if {_capability(c), "ALL"} & local_caps)
+        ),
+        host_pid=fleet.host_pid and local.host_pid,
+        unconfined=fleet.unconfined and local.unconfined,
     )
 
 
@@ -234,6 +268,8 @@ def parse_policy(mapping: Any, location: Location) -> tuple[Policy, list[Finding
             host_paths=strings("hostPaths", absolute=True) or (),
             devices=strings("devices", absolute=True) or (),
             capabilities=strings("capabilities") or (),
+            host_pid=flag("hostPid"),
+            unconfined=flag("unconfined"),
         ),
         findings,
     )

@@ -228,13 +228,16 @@ def _load_stack(tree: RepoTree, name: str) -> tuple[StackManifest | None, list[F
     if compose is None or settings is None or findings:
         return None, findings
     requires = settings.get("requires") or {}
+    dotenv, more = stackcheck.dotenv_defaults(tree, compose_path)
+    if more:
+        return None, findings + more
     stack = StackManifest(
         name=name,
         compose=compose,
         compose_path=compose_path,
         requires_capabilities=tuple(requires.get("capabilities") or ()),
         requires_arch=cast(tuple[Arch, ...], tuple(requires.get("arch") or ())),
-        variables=text_map(settings.get("variables")),
+        variables=dotenv | text_map(settings.get("variables")),
         health_timeout=timeout,
         update_strategy=cast(UpdateStrategy, settings.get("updateStrategy", "download-then-kill")),
         stack_path=stack_path or None,
@@ -281,6 +284,7 @@ def _load_device(
         variables=text_map(doc.get("variables")),
         update_windows=windows if "updateWindows" in doc else None,
         stacks=tuple(doc.get("stacks") or ()),
+        profiles=tuple(doc.get("profiles") or ()),
         location=Location(path, 1),
     )
     return device, []
@@ -325,6 +329,7 @@ def load_repository(
             name=name,
             selector=text_map(doc.get("selector")),
             stacks=tuple(doc.get("stacks") or ()),
+            profiles=tuple(doc.get("profiles") or ()),
             variables=text_map(doc.get("variables")),
             update_windows=windows,
             location=Location(path, 1),

@@ -3,7 +3,7 @@
 These run once per stack (not per device) on a schema-valid document and catch what a
 schema cannot: references between services, cycles, paths leaving the repository,
 secrets stored in the repository, and malformed values (restart policies, ports,
-durations, sizes). A value that contains ``${`` is skipped here: it is only known per
+durations, sizes). A value with a variable (``${X}``, ``$X``) is skipped here: it is only known per
 device, and render checks it after interpolation.
 """
 
@@ -17,6 +17,7 @@ from reconciler.errors import Finding
 from reconciler.manifests.tree import RepoTree
 from reconciler.manifests.yamlio import LineDict, LineList
 from reconciler.model import StackManifest
+from reconciler.render.compose.env import EnvFileError, parse_env_file, resolve_env_file
 from reconciler.units import parse_bytes, parse_duration
 
 RESTART = re.compile(r"no|always|unless-stopped|on-failure(?::\d+)?")
@@ -24,6 +25,7 @@ _PORT = re.compile(
     r"(?:(?:(?P<ip>\[[0-9a-fA-F:.]*\]|\d{1,3}(?:\.\d{1,3}){3}|[0-9a-fA-F:]*::[0-9a-fA-F:]*):)?"
     r"(?P<host>\d+(?:-\d+)?)?:)?(?P<container>\d+(?:-\d+)?)(?:/(?P<proto>tcp|udp|sctp))?"
 )
+_TEMPLATED = re.compile(r"\$(?:\{|[_A-Za-z])")
 SECRET_IN_REPO = (
     "secrets must come from an absolute path on the device, not a plaintext file in the repository"
 )
@@ -97,7 +99,7 @@ class _Checker:
         for name, body in top["secrets"].items():
             line = body.line_of("file")
             file = body["file"]
-            if "${" not in file and not file.startswith("/"):
+            if not templated(file) and not file.startswith("/"):
                 self.add(line, f"secret {name!r}: {SECRET_IN_REPO}")
         for name, svc in services.items():
             self.check_service(name, svc, services, top)
@@ -105,7 +107,7 @@ class _Checker:
         return self.findings
 
     def check_config_file(self, line: int | None, name: str, file: str) -> None:
-        if "${" in file:
+        if templated(file):
             return
         if file.startswith("/"):
             self.add(
@@ -119,8 +121,9 @@ class _Checker:
             self.add(line, f"config {name!r}: file {file!r} does not exist in the repository")
 
     def check_service(self, name: str, svc: LineDict, services: LineDict, top: Any) -> None:
-        for dep, line, _ in _entries(svc.get("depends_on")):
-            if dep not in services:
+        for dep, line, spec in _entries(svc.get("depends_on")):
+            optional = isinstance(spec, dict) and spec.get("required") in (False, "false")
+            if dep not in services and not optional:
                 self.add(
                     line,
                     f"service {name!r} depends on unknown service {dep!r}; "
@@ -129,7 +132,7 @@ class _Checker:
         env_files = svc.get("env_file")
         for entry in [env_files] if isinstance(env_files, str) else env_files or ():
             file = entry if isinstance(entry, str) else entry["path"]
-            if "${" in file:
+            if templated(file):
                 continue
             line = svc.line_of("env_file")
             normal = self.repo_path(line, "env_file", file)
@@ -156,7 +159,7 @@ class _Checker:
         for index, item in enumerate(volumes):
             self.check_volume(volumes.line_of(index), item, top["volumes"])
         restart = svc.get("restart")
-        if isinstance(restart, str) and "${" not in restart and not RESTART.fullmatch(restart):
+        if isinstance(restart, str) and not templated(restart) and not RESTART.fullmatch(restart):
             self.add(
                 svc.line_of("restart"),
                 f"restart {restart!r} is not one of no, always, unless-stopped, on-failure[:N]",
@@ -181,18 +184,18 @@ class _Checker:
         if isinstance(item, LineDict):
             for key in ("target", "published"):
                 value = item.get(key)
-                if value is not None and "${" not in str(value):
+                if value is not None and not templated(str(value)):
                     problem = port_problem(value if isinstance(value, int) else str(value))
                     if problem:
                         return problem
             return None
-        return None if "${" in str(item) else port_problem(item)
+        return None if templated(str(item)) else port_problem(item)
 
     def value(self, mapping: Any, key: str, parse: Any) -> None:
         if not isinstance(mapping, LineDict) or key not in mapping:
             return
         raw = mapping[key]
-        if isinstance(raw, str) and "${" in raw:
+        if isinstance(raw, str) and templated(raw):
             return
         try:
             parse(raw)
@@ -207,7 +210,7 @@ class _Checker:
                 return  # an anonymous volume: only a container path
         else:
             source, kind = item.get("source", ""), item.get("type", "volume")
-        if not source or "${" in source:
+        if not source or templated(source):
             return
         if kind == "volume" and source not in declared:
             self.add(
@@ -254,6 +257,11 @@ class _Checker:
                 visit(node, [])
 
 
+def templated(text: str) -> bool:
+    """Whether ``text`` refers to a variable (``${X}`` or ``$X``): known only per device."""
+    return _TEMPLATED.search(text.replace("$$", "")) is not None
+
+
 def _boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -263,3 +271,25 @@ def _boolean(value: Any) -> bool:
 def check_stack(tree: RepoTree, stack: StackManifest) -> list[Finding]:
     """Every static problem of a schema-valid stack, at its compose file line."""
     return _Checker(tree, stack).run()
+
+
+def dotenv_defaults(tree: RepoTree, compose_path: str) -> tuple[dict[str, str], list[Finding]]:
+    """The ``.env`` beside a compose file: interpolation defaults, as Compose reads them.
+
+    Compose reads ``.env`` in the project folder for interpolation only (it never
+    reaches a container's environment unless ``env_file`` names it). Here it sits
+    under every fleet variable and under ``stack.yaml`` ``variables``; see
+    docs/repository-format.md for the whole order. A malformed line is a finding.
+    """
+    folder = compose_path.rpartition("/")[0]
+    path = f"{folder}/.env"
+    if tree.kind(path) != "file":
+        return {}, []
+    try:
+        text = tree.read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return {}, [Finding(path, None, "is not UTF-8 text; save it as UTF-8")]
+    try:
+        return resolve_env_file(parse_env_file(text), {}), []
+    except EnvFileError as e:
+        return {}, [Finding(path, e.line, str(e))]

@@ -19,15 +19,16 @@ only repeat them once per device.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reconciler.errors import Finding, ManifestError
 from reconciler.manifests import policy as policy_mod
-from reconciler.manifests.repository import load_repository
+from reconciler.manifests import stackcheck
+from reconciler.manifests.repository import COMPOSE_NAMES, load_repository, read_manifest
 from reconciler.manifests.tree import RepoTree
 from reconciler.manifests.waves import load_rollout
-from reconciler.manifests.yamlio import control_problem
-from reconciler.model import DesiredState, FleetRepository, Policy
+from reconciler.manifests.yamlio import LineDict, control_problem
+from reconciler.model import DesiredState, FleetRepository, Policy, StackManifest
 from reconciler.render.device import Rendered, render_device
 from reconciler.render.targeting import target_device
 from reconciler.workers import map_forked
@@ -123,12 +124,16 @@ def device_findings(
     target = target_device(repo, repo.devices[device_id])
     if any(name not in repo.stacks for name in target.stacks):
         return []
+    found: list[Finding] = []
     try:
-        rendered = render_device(repo, tree, device_id, state_dir)
+        rendered = render_device(repo, tree, device_id, state_dir, partial=found)
     except ManifestError as e:
         return list(e.findings)
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError):
+        return []  # a provisional (schema-invalid) stack of odd shape: its findings stand
     return (
-        cross_stack_findings(rendered)
+        found
+        + cross_stack_findings(rendered)
         + interpolated_name_findings(rendered)
         + policy_mod.check(rendered, policy)
     )
@@ -148,9 +153,18 @@ def check_fleet(
     findings: set[Finding] = set(loaded)
     findings.update(load_rollout(tree, repo)[1])
     shared: dict[Finding, list[str]] = {}
-    for device_id, found in _every_device(repo, tree, policy, state_dir):
+    # Every layer in one run: a stack whose compose file has schema findings is still
+    # rendered per device (provisionally), so its interpolation and policy findings show
+    # now, not after the schema ones are fixed. A line that already has a load finding
+    # is not reported again from the render.
+    provisional = _provisional_stacks(tree, repo)
+    seen = {(f.path, f.line) for f in loaded}
+    rendered_repo = replace(repo, stacks={**repo.stacks, **provisional}) if provisional else repo
+    for device_id, found in _every_device(rendered_repo, tree, policy, state_dir):
         own = repo.devices[device_id].location.path
         for finding in found:
+            if (finding.path, finding.line) in seen:
+                continue
             if finding.path == own:
                 findings.add(finding)
             else:
@@ -161,6 +175,29 @@ def check_fleet(
         findings.add(Finding(finding.path, finding.line, message))
     ordered = sorted(findings, key=lambda f: (f.path, f.line or 0, f.message))
     return Validation(tuple(ordered), devices=len(repo.devices), stacks=len(repo.stacks))
+
+
+def _provisional_stacks(tree: RepoTree, repo: FleetRepository) -> dict[str, StackManifest]:
+    """Stacks left out of ``repo`` for findings whose compose file is still a mapping."""
+    out: dict[str, StackManifest] = {}
+    for name in tree.list_dir("stacks"):
+        if name in repo.stacks or tree.kind(f"stacks/{name}") != "dir":
+            continue
+        path = next(
+            (
+                f"stacks/{name}/{n}"
+                for n in COMPOSE_NAMES
+                if tree.kind(f"stacks/{name}/{n}") == "file"
+            ),
+            None,
+        )
+        if path is None:
+            continue
+        doc, _ = read_manifest(tree, path, "compose")
+        if isinstance(doc, LineDict) and isinstance(doc.get("services"), LineDict):
+            dotenv, _ = stackcheck.dotenv_defaults(tree, path)
+            out[name] = StackManifest(name=name, compose=doc, compose_path=path, variables=dotenv)
+    return out
 
 
 def _every_device(

@@ -92,7 +92,7 @@ def _problem_findings(
         line, key_path = problem.line, problem.key_path
         variable, detail = problem.variable, problem.detail
         if variable is not None:
-            why = f" ({detail})" if detail else ""
+            why = f" ({detail})" if detail else f" ({key_path} cannot be left without it)"
             message = (
                 f"device {device.id}: variable {variable} is required{why}; set it in "
                 f"{device.location.path or f'devices/{device.id}.yaml'}, a group or fleet.yaml"
@@ -106,9 +106,18 @@ def _problem_findings(
 
 
 def render_device(
-    repo: FleetRepository, tree: RepoTree, device_id: str, state_dir: str = DEFAULT_STATE_DIR
+    repo: FleetRepository,
+    tree: RepoTree,
+    device_id: str,
+    state_dir: str = DEFAULT_STATE_DIR,
+    *,
+    partial: list[Finding] | None = None,
 ) -> Rendered:
-    """The desired state of one device; raise :class:`ManifestError` with all its findings."""
+    """The desired state of one device; raise :class:`ManifestError` with all its findings.
+
+    With ``partial`` (validate only), findings are appended there instead and the
+    stacks that rendered cleanly are returned, so later layers (policy) still run.
+    """
     device = repo.devices.get(device_id)
     if device is None:
         raise ManifestError(
@@ -142,8 +151,10 @@ def render_device(
         findings += outcome.findings
         if outcome.spec is not None:
             specs.append(outcome.spec)
-    if findings:
+    if findings and partial is None:
         raise ManifestError(sorted(set(findings)))
+    if partial is not None:
+        partial.extend(sorted(set(findings)))
     state = DesiredState(
         device=device.id,
         revision=repo.revision,

@@ -5,6 +5,10 @@ tuples as lists, dataclasses as objects, whole floats as integers) of every
 :class:`ServiceSpec` field except the identity (``device``, ``stack``, ``service``),
 ``pull_policy`` and ``depends_on`` (they change *how* the reconciler acts, not the
 container) and the hashes themselves.
+Fields added after the first release (:data:`SPARSE`) enter the canonical JSON only
+when they differ from their default, so upgrading fleetgate does not change the hash
+of (and recreate) a container that does not use them.
+
 ``field_hashes`` is ``((field, first 8 hex of sha256(canonical JSON of the value)), ...)``
 in field-declaration order, so a plan can say *which* field changed without storing any
 value (values may be secrets).
@@ -64,6 +68,14 @@ def field_json(name: str, value: Any) -> str:
     return hit
 
 
+SPARSE_FIELDS = (
+    *("expose", "tty", "stdin_open", "dns", "dns_search", "security_opt", "pid", "group_add"),
+)
+_DEFAULT_TEXT = {
+    f.name: json.dumps(plain(f.default), sort_keys=True, separators=(",", ":"))
+    for f in fields(ServiceSpec)
+    if f.name in SPARSE_FIELDS
+}
 _SORTED = tuple(sorted(HASHED_FIELDS))
 _KEYS = {name: json.dumps(name) for name in HASHED_FIELDS}
 
@@ -75,6 +87,7 @@ def field_texts(spec: ServiceSpec) -> dict[str, str]:
 
 _ORDER = tuple(HASHED_FIELDS.index(name) for name in _SORTED)
 _PREFIXES = tuple(f"{_KEYS[name]}:" for name in _SORTED)
+_DEFAULTS = tuple(_DEFAULT_TEXT.get(name) for name in _SORTED)  # None: always written
 
 
 def whole_json(texts: Sequence[str]) -> str:
@@ -83,7 +96,17 @@ def whole_json(texts: Sequence[str]) -> str:
     Joining the per-field texts in sorted key order is byte-for-byte what
     ``json.dumps(..., sort_keys=True)`` of the dict gives.
     """
-    return "{" + ",".join([p + texts[i] for p, i in zip(_PREFIXES, _ORDER, strict=True)]) + "}"
+    return (
+        "{"
+        + ",".join(
+            [
+                p + texts[i]
+                for p, i, default in zip(_PREFIXES, _ORDER, _DEFAULTS, strict=True)
+                if texts[i] != default
+            ]
+        )
+        + "}"
+    )
 
 
 def hashes_from_texts(texts: dict[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:

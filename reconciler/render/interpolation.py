@@ -266,6 +266,24 @@ def interpolate_document(
     return CompiledDocument(doc).interpolate(variables)
 
 
+# Values an unset variable must not leave broken (``n8n:${TAG}`` as ``n8n:``): an
+# image, a port, a mount, a device, an env file, a container name. ``${X-}`` says
+# "empty on purpose"; elsewhere an unset ``$X`` is empty, as in Compose.
+_CRITICAL = re.compile(
+    r"services\.[^.]+\.(?:image|container_name|platform"
+    r"|ports\[\d+\](?:\.(?:published|target|host_ip))?"
+    r"|volumes\[\d+\](?:\.(?:source|target))?|devices\[\d+\]"
+    r"|env_file(?:\[\d+\])?(?:\.path)?)"
+)
+
+
+def _plain_unset(template: Template, variables: Mapping[str, str]) -> list[str]:
+    """Names used as plain ``$X``/``${X}`` (no default, no check) that are unset."""
+    return [
+        p.name for p in template if isinstance(p, Var) and p.op == "" and p.name not in variables
+    ]
+
+
 _Plan = tuple[Any, ...]
 """How to interpolate one node holding a ``$``: ``(_TEXT, template, raw, line, path)``,
 ``(_MAP | _SEQ, node, ((key or index, plan), ...))`` for containers (only the children
@@ -322,7 +340,12 @@ class CompiledDocument:
             kind = plan[0]
             if kind == _TEXT:
                 try:
-                    return evaluate(plan[1], variables)
+                    value = evaluate(plan[1], variables)
+                    if _CRITICAL.match(plan[4]):
+                        for name in _plain_unset(plan[1], variables):
+                            problems.append(InterpolationProblem(plan[3], plan[4], name, ""))
+                            break
+                    return value
                 except RequiredVariable as e:
                     problems.append(InterpolationProblem(plan[3], plan[4], e.variable, e.message))
                 except InvalidTemplate:

@@ -139,6 +139,8 @@ def observed_variables(stack: StackManifest, tree: RepoTree) -> frozenset[str] |
     for svc in services.values() if isinstance(services, dict) else ():
         if not isinstance(svc, dict):
             continue
+        if svc.get("profiles"):
+            names.add("COMPOSE_PROFILES")
         env = svc.get("environment")
         if isinstance(env, dict):
             names.update(str(k) for k, v in env.items() if v is None)

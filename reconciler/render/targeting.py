@@ -113,8 +113,14 @@ def stack_variables(
     stack: str,
 ) -> dict[str, str]:
     """The interpolation variables of one stack on one device, builtins winning."""
-    variables = dict(stack_defaults)
+    # ${PWD} is the stack directory, as `docker compose` run in its folder sees it:
+    # `$PWD/data` is `./data`, a path of the stack (lowest precedence, like the shell's).
+    variables = {"PWD": ".", **stack_defaults}
     variables.update(target.variables)
+    profiles = [*target.device.profiles, *(p for g in target.groups for p in g.profiles)]
+    if profiles:  # like COMPOSE_PROFILES; a COMPOSE_PROFILES variable adds to them
+        given = [p for p in variables.get("COMPOSE_PROFILES", "").split(",") if p]
+        variables["COMPOSE_PROFILES"] = ",".join(sorted({*given, *profiles}))
     variables["FLEETGATE_DEVICE"] = target.device.id
     variables["FLEETGATE_ARCH"] = target.device.arch or ""
     variables["FLEETGATE_LOCK_DIR"] = lock_dir(state_dir, target.device.id, stack)

@@ -82,6 +82,13 @@ def projection(info: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, Any
         "Init": h.get("Init"),
         "StopSignal": c.get("StopSignal"),
         "StopTimeout": c.get("StopTimeout"),
+        "Tty": c.get("Tty"),
+        "OpenStdin": c.get("OpenStdin"),
+        "Dns": h.get("Dns") or [],
+        "DnsSearch": h.get("DnsSearch") or [],
+        "SecurityOpt": h.get("SecurityOpt") or [],
+        "GroupAdd": h.get("GroupAdd") or [],
+        "PidMode": h.get("PidMode") or "",
     }
 
 

@@ -28,9 +28,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.errors import Finding
+from reconciler.manifests.yamlio import LineDict
 from reconciler.model import ConfigFile, NetworkSpec, ServiceSpec, VolumeSpec
+from reconciler.render.compose import process as proc
 from reconciler.render.compose.context import Issues, StackContext, is_true, line_of, scalar_text
-from reconciler.render.compose.mounts import MountAccumulator, volume_name
+from reconciler.render.compose.mounts import MountAccumulator, is_external, volume_name
 from reconciler.render.compose.service import normalize_service, respecify
 
 TOP_KEYS = frozenset({"services", "networks", "volumes", "configs", "secrets", "name", "version"})
@@ -195,10 +197,56 @@ def _network_spec(ctx: StackContext, key: str, declared: Mapping[str, Any]) -> N
         driver=scalar_text(spec.get("driver") or "bridge") if isinstance(spec, dict) else "bridge",
         internal=isinstance(spec, dict) and is_true(spec.get("internal")),
         labels=_labels(spec),
-        external=isinstance(spec, dict) and is_true(spec.get("external")),
+        external=is_external(spec),
         options=_options(spec),
         subnets=subnets,
     )
+
+
+def _active(doc: Any, variables: Mapping[str, str]) -> Any:
+    """``doc`` without the services whose ``profiles`` this device does not enable.
+
+    As ``COMPOSE_PROFILES`` does: a service without profiles always runs, ``*`` enables
+    every profile. The profiles come from device and group ``profiles:`` (targeting).
+    """
+    services = doc.get("services")
+    if not isinstance(services, dict):
+        return doc
+    enabled = {p for p in variables.get("COMPOSE_PROFILES", "").split(",") if p}
+
+    def active(node: Any) -> bool:
+        wanted = node.get("profiles") if isinstance(node, dict) else None
+        if not isinstance(wanted, list) or not wanted:
+            return True
+        return "*" in enabled or any(scalar_text(p) in enabled for p in wanted)
+
+    if all(active(node) for node in services.values()):
+        return doc
+    kept = LineDict((k, v) for k, v in services.items() if active(v))
+    kept.line = getattr(services, "line", 1)
+    kept.key_lines = getattr(services, "key_lines", {})
+    out = LineDict(doc)
+    out.line = getattr(doc, "line", 1)
+    out.key_lines = getattr(doc, "key_lines", {})
+    out["services"] = kept
+    return out
+
+
+def _process_refs(
+    spec: ServiceSpec, names: Mapping[str, str], services: Mapping[str, Any], issues: Issues
+) -> ServiceSpec:
+    """``pid: service:NAME`` resolved to ``container:<its container name>``."""
+    if not spec.pid or not spec.pid.startswith("service:"):
+        return spec
+    other = spec.pid[len("service:") :]
+    if other in names:
+        return replace(spec, pid="container:" + names[other])
+    issues.add(
+        line_of(services.get(spec.service), "pid"),
+        f"services.{spec.service}.pid",
+        f"service {other!r} is not defined in this stack",
+    )
+    return replace(spec, pid=None)
 
 
 def normalize_compose(
@@ -212,6 +260,7 @@ def normalize_compose(
     for key in doc:
         if key not in TOP_KEYS and not str(key).startswith("x-"):
             issues.add(line_of(doc, key), str(key), "is not supported by fleetgate; remove it")
+    doc = _active(doc, ctx.variables)
     services = _mapping(doc, "services")
     acc = MountAccumulator()
     used_networks: dict[str, None] = {}
@@ -232,6 +281,11 @@ def normalize_compose(
         if result.spec is not None:
             specs.append(result.spec)
     names = {s.service: s.container_name for s in specs}
+    aliases = proc.link_aliases(services, issues)
+    for i, spec in enumerate(specs):
+        specs[i] = _process_refs(
+            proc.with_aliases(spec, aliases.get(spec.service, {})), names, services, issues
+        )
     for i, spec in enumerate(specs):
         mode = spec.network_mode or ""
         if mode.startswith("container:service:"):
@@ -259,7 +313,7 @@ def normalize_compose(
                     name=volume_name(k, declared_volumes, ctx.prefix),
                     driver=scalar_text((declared_volumes.get(k) or {}).get("driver") or "local"),
                     labels=_labels(declared_volumes.get(k)),
-                    external=is_true((declared_volumes.get(k) or {}).get("external")),
+                    external=is_external(declared_volumes.get(k)),
                     options=_options(declared_volumes.get(k)),
                 )
                 for k in acc.volumes

@@ -26,19 +26,20 @@ from typing import Any
 from reconciler.manifests.tree import TreeEscape
 from reconciler.model import ConfigFile, Mount
 from reconciler.render.compose.context import Issues, StackContext, is_true, line_of, scalar_text
+from reconciler.units import parse_bytes
 
-_MODES = {
-    "ro",
-    "rw",
-    "z",
-    "Z",
-    "nocopy",
-    "shared",
-    "rshared",
-    "slave",
-    "rslave",
-    "private",
-    "rprivate",
+_MODES = {"ro", "rw", "cached", "delegated", "consistent"}  # the last three: macOS only
+# Suffixes Compose honours that fleetgate cannot carry (a bind is source:target:ro|rw):
+# refused by name instead of dropped, with what to do.
+_REFUSED_MODES = {
+    "z": "SELinux relabelling of a shared bind source; fleetgate's config and data "
+    "directories are its own: remove it, or label the host path once on the device",
+    "Z": "SELinux private relabelling; remove it, or label the host path once on the device",
+    "nocopy": "named volumes are filled from the image once; remove it or use a bind",
+    **dict.fromkeys(
+        ("shared", "rshared", "slave", "rslave", "private", "rprivate"),
+        "mount propagation is not supported by fleetgate; remove it",
+    ),
 }
 
 
@@ -58,9 +59,20 @@ def volume_name(key: str, declared: Mapping[str, Any], prefix: str) -> str:
     if isinstance(spec, dict):
         if spec.get("name"):
             return scalar_text(spec["name"])
-        if is_true(spec.get("external")):
+        legacy = spec.get("external")
+        if isinstance(legacy, dict) and legacy.get("name"):
+            return scalar_text(legacy["name"])  # the legacy `external: {name: x}`
+        if is_external(spec):
             return key
     return prefix + key
+
+
+def is_external(spec: Any) -> bool:
+    """``external: true``, or the legacy ``external: {name: x}`` (external too)."""
+    if not isinstance(spec, dict):
+        return False
+    value = spec.get("external")
+    return is_true(value) or isinstance(value, dict)
 
 
 @dataclass(slots=True)
@@ -71,6 +83,7 @@ class MountReader:
     issues: Issues
     acc: MountAccumulator
     top: Mapping[str, Any]  # the whole compose document (top-level volumes/configs/secrets)
+    tmpfs: list[tuple[str, str]] = field(default_factory=list)  # long tmpfs with options
 
     def _declared(self, key: str) -> Mapping[str, Any]:
         value = self.top.get(key)
@@ -163,6 +176,10 @@ class MountReader:
             return None
         source, target = parts[0], parts[1]
         modes = parts[2].split(",") if len(parts) == 3 else []
+        refused = [m for m in modes if m in _REFUSED_MODES]
+        if refused:
+            self.issues.add(line, where, f"{spec!r}: :{refused[0]} is {_REFUSED_MODES[refused[0]]}")
+            return None
         unknown = [m for m in modes if m not in _MODES]
         if unknown:
             self.issues.add(line, where, f"{spec!r}: unknown mode {unknown[0]!r}; use ro or rw")
@@ -181,6 +198,10 @@ class MountReader:
             return None
         ro = spec.get("read_only")
         read_only = ro if isinstance(ro, bool) else None
+        refused = self._refused_options(spec)
+        if refused:
+            self.issues.add(line, where, refused)
+            return None
         if kind == "bind":
             if not source:
                 self.issues.add(line, where, "a bind mount needs a source")
@@ -193,10 +214,50 @@ class MountReader:
                 return None
             return self._named(source, target, bool(read_only), line, where)
         if kind == "tmpfs":
+            options = self._tmpfs_options(spec.get("tmpfs"), bool(read_only), line, where)
+            if options:  # HostConfig.Tmpfs carries size and mode; Mount values have neither
+                self.tmpfs.append((target, options))
+                return None
             return Mount("tmpfs", "", target, bool(read_only))
         message = f"volume type {kind!r} is not supported; use bind, volume or tmpfs"
         self.issues.add(line, where, message)
         return None
+
+    def _refused_options(self, spec: Mapping[str, Any]) -> str | None:
+        """Long-syntax options fleetgate cannot carry, named (``docker compose config``'s
+        ``bind.create_host_path`` and an empty ``volume: {}`` are fine)."""
+        raw_bind, raw_volume = spec.get("bind"), spec.get("volume")
+        bind: Mapping[str, Any] = raw_bind if isinstance(raw_bind, dict) else {}
+        volume: Mapping[str, Any] = raw_volume if isinstance(raw_volume, dict) else {}
+        if bind.get("selinux"):
+            return f"bind.selinux :{scalar_text(bind['selinux'])} is {_REFUSED_MODES['z']}"
+        if bind.get("propagation") not in (None, "rprivate"):
+            return f"bind.propagation is {_REFUSED_MODES['rshared']}"
+        if is_true(volume.get("nocopy")):
+            return f"volume.nocopy is {_REFUSED_MODES['nocopy']}"
+        if volume.get("subpath"):
+            return "volume.subpath is not supported by fleetgate; mount the whole volume"
+        return None
+
+    def _tmpfs_options(self, spec: Any, read_only: bool, line: int | None, where: str) -> str:
+        """``tmpfs: {size, mode}`` as mount options (``size=<bytes>,mode=<octal>``)."""
+        out = ["ro"] if read_only and isinstance(spec, dict) and spec else []
+        if not isinstance(spec, dict):
+            return ""
+        size = spec.get("size")
+        if size is not None:
+            try:
+                out.append(f"size={size if isinstance(size, int) else parse_bytes(str(size))}")
+            except ValueError as e:
+                self.issues.add(line, f"{where}.tmpfs.size", str(e))
+        mode = spec.get("mode")
+        if mode is not None:
+            text = scalar_text(mode)
+            if not text.isdigit() or any(c in "89" for c in text):
+                self.issues.add(line, f"{where}.tmpfs.mode", f"{text!r} is not an octal mode")
+            else:
+                out.append(f"mode={text}")
+        return ",".join(out)
 
     def volumes(self, value: Any, where: str, line: int | None) -> None:
         """Add the mounts of a service's ``volumes`` list."""

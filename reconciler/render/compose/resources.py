@@ -75,7 +75,8 @@ def logging(r: Reader) -> LogConfig | None:
         return None
     lr = Reader(node, f"{r.where}.logging", r.issues)
     options = tuple(sorted((str(k), scalar_text(v)) for k, v in lr.mapping("options").items()))
-    return LogConfig(lr.str_("driver") or "json-file", options)
+    # no driver: the engine's default driver with these options, as docker compose does
+    return LogConfig(lr.str_("driver") or "", options)
 
 
 def ulimits(r: Reader) -> tuple[Ulimit, ...]:

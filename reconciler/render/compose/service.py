@@ -20,6 +20,7 @@ from reconciler.model import (
     PullPolicy,
     ServiceSpec,
 )
+from reconciler.render.compose import process as proc
 from reconciler.render.compose import resources as res
 from reconciler.render.compose.context import (
     Issues,
@@ -47,6 +48,8 @@ SERVICE_KEYS = frozenset(
         *("mem_limit", "mem_reservation", "cpus", "deploy", "gpus", "ulimits", "extra_hosts"),
         *("logging", "healthcheck", "stop_signal", "stop_grace_period", "depends_on"),
         *("container_name", "platform", "pull_policy", "tmpfs", "configs", "secrets"),
+        *("expose", "links", "tty", "stdin_open", "dns", "dns_search", "security_opt", "pid"),
+        *("group_add", "profiles"),
     )
 )
 _PULL: dict[str, PullPolicy] = {
@@ -183,6 +186,8 @@ def _depends_on(r: Reader, services: Mapping[str, Any]) -> tuple[Dependency, ...
     out: list[Dependency] = []
     for name, spec in items:
         if name not in services:
+            if isinstance(spec, dict) and spec.get("required") in (False, "false"):
+                continue  # `required: false`: Compose ignores a dependency it cannot find
             r.bad("depends_on", f"service {name!r} is not defined in this stack")
             continue
         condition = "service_started"
@@ -321,7 +326,14 @@ def normalize_service(
         labels=_labels(ctx, r, name),
         ports=_ports(ctx, r, name),
         mounts=tuple(sorted(service_acc.mounts, key=lambda m: m.target)),
-        tmpfs=tmpfs_entries(node.get("tmpfs"), f"{where}.tmpfs", r.line("tmpfs"), issues),
+        tmpfs=tuple(
+            sorted(
+                (
+                    *tmpfs_entries(node.get("tmpfs"), f"{where}.tmpfs", r.line("tmpfs"), issues),
+                    *mounts.tmpfs,
+                )
+            )
+        ),
         networks=networks,
         network_mode=mode,
         devices=res.devices(r),
@@ -345,5 +357,13 @@ def normalize_service(
         extra_hosts=res.extra_hosts(r),
         stop_signal=r.str_("stop_signal"),
         stop_grace_period=r.duration("stop_grace_period"),
+        expose=proc.expose(r),
+        tty=bool(r.bool_("tty")),
+        stdin_open=bool(r.bool_("stdin_open")),
+        dns=proc.strings(r, "dns"),
+        dns_search=proc.strings(r, "dns_search"),
+        security_opt=proc.strings(r, "security_opt"),
+        pid=proc.pid(r),
+        group_add=proc.group_add(r),
         depends_on=_depends_on(r, _mapping(doc, "services")),
     )
