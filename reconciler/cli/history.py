@@ -24,7 +24,7 @@ from reconciler.errors import ManifestError, UsageError
 from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
 from reconciler.model import DesiredState
-from reconciler.render.device import render_device
+from reconciler.render.device import RenderCache, render_device
 from reconciler.review.history import HistoryEntry, could_touch
 from reconciler.review.impact import compare_device
 from reconciler.source import open_source
@@ -56,7 +56,8 @@ def _state(repo: str, cache: Path, sha: str | None, device: str, state_dir: str)
     if device not in fleet.devices:
         return None, None
     try:
-        return render_device(fleet, RepoTree(checkout.root), device, state_dir).state, None
+        tree = RepoTree(checkout.root)
+        return render_device(fleet, tree, device, state_dir, RenderCache()).state, None
     except ManifestError as e:
         return None, str(e)
 
