@@ -61,6 +61,7 @@ from reconciler.redaction import redact, redact_urls
 from reconciler.redaction import secret_values as named_secret_values
 
 if TYPE_CHECKING:  # the pass module pulls in the whole pipeline; status only reads results
+    from reconciler.reconcile.outcome import Stage
     from reconciler.reconcile.run import PassResult
 
 STALE_AFTER = 3
@@ -169,7 +170,7 @@ class Status:
     failed_revisions: tuple[FailedEntry, ...] = ()
     outcome: str | None = None
     reason: str = ""
-    stage: str | None = None
+    stage: Stage | None = None
     pass_started_at: datetime | None = None
     pass_finished_at: datetime | None = None
     services: tuple[ServiceStatus, ...] = ()
@@ -311,7 +312,7 @@ def build_status(
     """
     hidden = frozenset(secrets) | secret_values(record.last_good_state)
     outcome: str | None = record.last_outcome
-    stage: str | None = None
+    stage: Stage | None = None
     reason, started, finished = record.last_reason, None, record.last_pass_at
     if last_pass is not None:
         outcome, reason, stage = last_pass.outcome, last_pass.reason, last_pass.stage
