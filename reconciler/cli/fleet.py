@@ -12,7 +12,6 @@ as never reporting). Exit 0; 1 when the broker cannot be read; 2 usage.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_OK, add_output_flag, add_repo_flags, checkout_repo
+from reconciler.cli.output import emit
 from reconciler.errors import SourceError, UsageError
 from reconciler.fleet.collect import read_folder
 from reconciler.fleet.reports import Report, reports_from_messages, shown
@@ -152,7 +152,7 @@ def run_status(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"fleetgate: warning: {problem}", file=sys.stderr)
     if args.output == "json":
-        print(json.dumps(to_json(view), indent=2, sort_keys=True))
+        emit(to_json(view), sort_keys=True)
     else:
-        sys.stdout.write(render_text(view, subjects_of(args.repo, view)))
+        emit(render_text(view, subjects_of(args.repo, view)))
     return EXIT_OK

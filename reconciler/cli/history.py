@@ -12,14 +12,13 @@ null}]}``. Exit 0; 2 usage; 1 when the repository cannot be read.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_OK, add_output_flag
 from reconciler.cli.impact import add_common, device_document, device_lines
+from reconciler.cli.output import emit
 from reconciler.errors import ManifestError, UsageError
 from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
@@ -127,18 +126,22 @@ def run(args: argparse.Namespace) -> int:
             "revision": args.rev,
             "entries": [_entry_document(e) for e in entries],
         }
-        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        emit(document, ascii_only=False)
         return EXIT_OK
+    lines: list[str] = []
     if not entries:
-        print(f"no commit reachable from {args.rev} changed device {args.device}")
+        lines.append(f"no commit reachable from {args.rev} changed device {args.device}")
     for entry in entries:
-        print(f"{entry.commit[:12]} {entry.committed_at} {entry.author}  {entry.subject}")
+        lines.append(f"{entry.commit[:12]} {entry.committed_at} {entry.author}  {entry.subject}")
         if entry.impact is None:
-            print(f"  invalid for this device (the agent kept its previous state): {entry.problem}")
+            problem = entry.problem
+            lines.append(
+                f"  invalid for this device (the agent kept its previous state): {problem}"
+            )
             continue
-        print(f"  device {entry.impact.kind}")
-        for line in device_lines(entry.impact, "  "):
-            print(line)
+        lines.append(f"  device {entry.impact.kind}")
+        lines.extend(device_lines(entry.impact, "  "))
+    emit(lines)
     return EXIT_OK
 
 
