@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from reconciler.errors import Finding, NextStep
 from reconciler.model import rfc3339
@@ -40,15 +40,8 @@ Outcome = Literal[
     "failed",
     "waiting",
 ]
-OUTCOMES: tuple[Outcome, ...] = (
-    "succeeded",
-    "failed-no-change",
-    "rolled-back",
-    "rollback-failed",
-    "rejected",
-    "failed",
-    "waiting",
-)
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+"""Every outcome, in declaration order (metrics export one series per outcome)."""
 Stage = Literal[
     "source",
     "manifests",
