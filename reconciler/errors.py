@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 from reconciler.redaction import redact_urls
 
@@ -88,17 +89,37 @@ class Finding:
         )
 
 
+NextStep = Literal["fix", "retry", "stall", "rollback"]
+"""What happens after an error, carried by its class (``FleetgateError.next_step``):
+
+- ``fix``: a person must change the command line or configuration (exit code 2);
+- ``retry``: the same thing may work later; the agent retries with backoff;
+- ``stall``: a verdict on *this* revision; nothing retries it, the agent keeps what
+  runs and polls at its normal pace until the ref moves to a new revision;
+- ``rollback``: the update failed on the device; the pass returns to the last good state.
+"""
+
+
 class FleetgateError(Exception):
     """Root of every error fleetgate raises on purpose; ``str()`` is one user-facing line
     (print it through :func:`escape_text`: it may quote user input)."""
+
+    next_step: ClassVar[NextStep] = "retry"
 
 
 class UsageError(FleetgateError):
     """Bad command line or agent configuration (exit code 2)."""
 
+    next_step: ClassVar[NextStep] = "fix"
+
 
 class ManifestError(FleetgateError):
-    """The fleet repository (or one file of it) is invalid; carries every finding."""
+    """The fleet repository (or one file of it) is invalid; carries every finding.
+
+    The revision is rejected: it stalls until a new one is pushed.
+    """
+
+    next_step: ClassVar[NextStep] = "stall"
 
     def __init__(self, findings: Iterable[Finding]) -> None:
         self.findings: tuple[Finding, ...] = tuple(sorted(findings))
@@ -112,11 +133,15 @@ class SourceError(FleetgateError):
 
 
 class SignatureError(SourceError):
-    """A commit or bundle is unsigned or signed by a key that is not allowed."""
+    """A commit or bundle is unsigned or signed by a key that is not allowed (stalls)."""
+
+    next_step: ClassVar[NextStep] = "stall"
 
 
 class RewindRefused(SourceError):
-    """The tracked ref moved backwards or to an unrelated history (anti-rollback)."""
+    """The tracked ref moved backwards or to an unrelated history (anti-rollback; stalls)."""
+
+    next_step: ClassVar[NextStep] = "stall"
 
 
 class EngineError(FleetgateError):
@@ -145,3 +170,5 @@ class NameConflict(EngineError):
 
 class HealthError(FleetgateError):
     """Services did not become healthy within the timeout; the pass rolls back."""
+
+    next_step: ClassVar[NextStep] = "rollback"

@@ -19,6 +19,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from reconciler.observed import (
+    ContainerState,
+    ObservedContainer,
+    ObservedImage,
+    ObservedNetwork,
+    ObservedState,
+    ObservedVolume,
+)
+
+__all__ = [
+    "ContainerState",
+    "ObservedContainer",
+    "ObservedImage",
+    "ObservedNetwork",
+    "ObservedState",
+    "ObservedVolume",
+]
+
 # --------------------------------------------------------------------------- labels
 
 LABEL_MANAGED = "io.fleetgate.managed"
@@ -350,64 +368,7 @@ class DesiredState:
 
 
 # ------------------------------------------------------------------- observed state
-
-ContainerState = Literal["created", "running", "restarting", "paused", "exited", "dead", "removing"]
-
-
-@dataclass(frozen=True, slots=True)
-class ObservedContainer:
-    id: str
-    name: str
-    stack: str
-    service: str
-    state: ContainerState
-    config_hash: str
-    field_hashes: tuple[tuple[str, str], ...] = ()
-    revision: str = ""
-    image: str = ""  # reference it was created from
-    image_id: str = ""
-    health: Literal["starting", "healthy", "unhealthy"] | None = None
-    restart_count: int = 0
-    exit_code: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ObservedNetwork:
-    id: str
-    name: str
-    stack: str
-
-
-@dataclass(frozen=True, slots=True)
-class ObservedVolume:
-    name: str
-    stack: str
-
-
-@dataclass(frozen=True, slots=True)
-class ObservedImage:
-    id: str
-    tags: tuple[str, ...]
-    digests: tuple[str, ...]  # "repo@sha256:..."
-
-
-@dataclass(frozen=True, slots=True)
-class ObservedState:
-    """One snapshot of what this device's fleetgate owns on the engine.
-
-    ``containers``/``networks``/``volumes`` hold only objects labelled
-    ``io.fleetgate.managed=true`` for this device. ``foreign_names`` are the names
-    of every *other* container on the engine, so a plan can refuse to create a
-    container whose name is taken instead of touching it.
-    """
-
-    device: str
-    containers: tuple[ObservedContainer, ...] = ()
-    networks: tuple[ObservedNetwork, ...] = ()
-    volumes: tuple[ObservedVolume, ...] = ()
-    images: tuple[ObservedImage, ...] = ()
-    foreign_names: frozenset[str] = frozenset()
-    foreign_networks: frozenset[str] = frozenset()
+# (defined in reconciler/observed.py, re-exported here: one import place for values)
 
 
 def rfc3339(moment: datetime) -> str:

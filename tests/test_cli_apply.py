@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cliproc import fleetgate, target
 from support.engine import ImageBuilder
-from test_reconcile import FleetRepo
+from support.passes import FleetRepo
 
 from reconciler.store import StateStore
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-
-def fleetgate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m reconciler ARGS`` and capture its output (logs go to stderr)."""
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=180,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def target(fleet: FleetRepo, state: Path) -> list[str]:
-    return ["--device", fleet.device, "--repo", str(fleet.path), "--state-dir", str(state)]
 
 
 @pytest.fixture

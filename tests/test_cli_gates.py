@@ -15,9 +15,9 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
+from support.cliproc import fleetgate, target
 from support.engine import ImageBuilder
-from test_cli_apply import fleetgate, target
-from test_reconcile import FleetRepo
+from support.passes import FleetRepo
 
 from reconciler.model import WEEKDAYS
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import docker
 import pytest
+from support.cliproc import fleetgate, target
 from support.crash import ROLLBACK_POINTS, UPDATE_POINTS
 from support.engine import ImageBuilder
+from support.passes import FleetRepo
 from support.registry import Registry
-from test_cli_apply import fleetgate, target
-from test_reconcile import FleetRepo
 
 from reconciler.manifests.tree import RepoTree
 from reconciler.reconcile.run import build_desired

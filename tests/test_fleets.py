@@ -20,6 +20,7 @@ class TestShippedFleets:
 
     @pytest.mark.parametrize("name", sorted(FLEETS))
     def test_validates_clean(self, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+        """A shipped fleet validates with exit 0 and no finding."""
         code = main(["validate", "--repo", str(FLEETS[name])])
         out, err = capsys.readouterr()
         assert code == 0, f"{name} is invalid:\n{out}{err}"
@@ -27,6 +28,7 @@ class TestShippedFleets:
 
     @pytest.mark.parametrize("name", sorted(FLEETS))
     def test_every_manifest_names_its_schema(self, name: str) -> None:
+        """Each manifest's first line points editors at the matching JSON schema."""
         root = FLEETS[name]
         for path in sorted(root.rglob("*.yaml")):
             rel = path.relative_to(root).as_posix()
@@ -47,6 +49,7 @@ class TestExampleFleetShape:
     """The example fleet covers what its README promises an OT engineer."""
 
     def test_sites_architectures_and_stacks(self) -> None:
+        """The example fleet has nine devices or more, every arch and the promised stacks."""
         root = FLEETS["example-fleet-repo"]
         devices = list((root / "devices").glob("*.yaml"))
         texts = "".join(p.read_text(encoding="utf-8") for p in devices)

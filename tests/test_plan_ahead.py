@@ -5,7 +5,7 @@ from __future__ import annotations
 from fakes import DEVICE, FakeRuntime, container_of, desired, service, stack
 from hypothesis import given
 from hypothesis import strategies as st
-from test_plan_properties import SETTINGS, desired_states, engines
+from support.planstates import SETTINGS, desired_states, engines
 
 from reconciler.plan.planner import DESTRUCTIVE_KINDS, image_present, plan, pull_ahead
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 from fakes import DEVICE, FakeRuntime, desired
-from test_plan_fixtures import FIXTURES, _desired, _runtime
-from test_reconcile import FakeClock
+from support.passes import FakeClock
+from support.planfixtures import FIXTURES, fixture_runtime, fixture_state
 
 from reconciler.decide.passplan import Gates, decide
 from reconciler.manifests.tree import RepoTree
@@ -34,7 +34,7 @@ SCENARIOS = ("open", "window-closed", "first-stack-locked")
 def _case(path: Path, tmp: Path) -> tuple[DesiredState, dict[str, Any]]:
     """The fixture's desired state (data directories moved under ``tmp``) and observed part."""
     case = yaml.safe_load(path.read_text())
-    state = _desired(case.get("desired"))
+    state = fixture_state(case.get("desired"))
     stacks = tuple(
         replace(st, data_dirs=tuple(f"{tmp}{d}" for d in st.data_dirs)) for st in state.stacks
     )
@@ -76,13 +76,13 @@ class TestPlanThenApply:
         """The steps the executor ran are the steps plan listed, in the same order."""
         state, observed = _case(path, tmp_path / "host")
         state, record, gates = _gated(state, scenario)
-        shown = _planned(state, record, gates, _runtime(observed))
+        shown = _planned(state, record, gates, fixture_runtime(observed))
         store = StateStore(tmp_path / "state", DEVICE)
         store.save(record)
         result = reconcile_desired(
             state,
             tree=RepoTree(tmp_path),
-            runtime=_runtime(observed),
+            runtime=fixture_runtime(observed),
             store=store,
             gates=gates,
             clock=FakeClock(wall=NOW),
@@ -98,7 +98,7 @@ class TestScenariosBite:
         """On a fresh device the closed window and the lock each withhold container steps."""
         state, observed = _case(FIXTURES[0], tmp_path)
         shown = {
-            scenario: _planned(*_gated(state, scenario), _runtime(observed))
+            scenario: _planned(*_gated(state, scenario), fixture_runtime(observed))
             for scenario in SCENARIOS
         }
         assert any(line.startswith("create ") for line in shown["open"])

@@ -13,8 +13,8 @@ import docker
 import docker.errors
 import pytest
 from support.engine import ImageBuilder
+from support.passes import FleetRepo
 from support.registry import Registry
-from test_reconcile import FleetRepo
 
 from reconciler.engine.docker import DockerEngine
 from reconciler.manifests.tree import RepoTree

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fakes import FakeRuntime
-from test_reconcile import DEVICE, FleetRepo, ImageRuntime, creates, run_pass, running
+from support.passes import DEVICE, FleetRepo, ImageRuntime, creates, run_pass, running
 
 from reconciler.store import StateStore
 

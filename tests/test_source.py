@@ -43,10 +43,12 @@ class TestUrlRecognition:
         ["git://h/x", "https://h/x.git", "ssh://git@h/x", "file:///srv/x", "git@h:plant/fleet"],
     )
     def test_urls(self, repo: str) -> None:
+        """Git URLs of every supported scheme are recognised as remote."""
         assert is_url(repo)
 
     @pytest.mark.parametrize("repo", [".", "example-fleet-repo", "/srv/fleet", "./a:b"])
     def test_paths(self, repo: str) -> None:
+        """Relative and absolute folders (even with a colon) are local paths."""
         assert not is_url(repo)
 
 
@@ -54,16 +56,20 @@ class TestRedaction:
     """Credentials in URLs never survive into text, a plain user (often a token) neither."""
 
     def test_https_token(self) -> None:
+        """A user and password in an https URL are replaced by ***."""
         text = "cannot fetch https://user:s3cret@git.plant.example/fleet.git: boom"
         assert redact(text) == "cannot fetch https://***@git.plant.example/fleet.git: boom"
 
     def test_token_only(self) -> None:
+        """A bare user (often a token) is redacted too."""
         assert redact("http://tok3n@h/x") == "http://***@h/x"
 
     def test_ssh_user_redacted(self) -> None:
+        """The user of an ssh URL is redacted."""
         assert redact("ssh://git@h/x") == "ssh://***@h/x"
 
     def test_cache_key_ignores_credentials(self) -> None:
+        """The cache folder of a URL depends on the repository, not on its credentials."""
         assert cache_key("https://a:b@h/x.git") == cache_key("https://h/x.git")
         assert cache_key("https://h/x.git") != cache_key("https://h/y.git")
 
@@ -72,20 +78,24 @@ class TestLocalPath:
     """A local directory is used as is, with HEAD as its revision when it is in Git."""
 
     def test_plain_directory(self, tmp_path: Path, cache: Path) -> None:
+        """A folder outside Git is read in place with no revision."""
         (tmp_path / "fleet.yaml").write_text("{}\n")
         checkout = open_source(str(tmp_path), cache, None, 10)
         assert (checkout.root, checkout.revision) == (tmp_path, None)
 
     def test_git_working_tree(self, origin: Origin, cache: Path) -> None:
+        """A clean Git working tree is read in place at its HEAD."""
         head = git("rev-parse", "HEAD", cwd=origin.path)
         checkout = open_source(str(origin.path), cache, None, 10)
         assert (checkout.root, checkout.revision, checkout.dirty) == (origin.path, head, False)
 
     def test_dirty_working_tree(self, origin: Origin, cache: Path) -> None:
+        """Uncommitted changes mark the checkout dirty."""
         (origin.path / "fleet.yaml").write_text("variables: {TZ: UTC}\n")
         assert open_source(str(origin.path), cache, None, 10).dirty
 
     def test_ref_of_local_repo_is_materialized(self, origin: Origin, cache: Path) -> None:
+        """A ref of a local repository is checked out as that commit, not the working tree."""
         first = git("rev-parse", "HEAD", cwd=origin.path)
         origin.commit(FLEET_V2)
         checkout = open_source(str(origin.path), cache, first, 10)
@@ -94,6 +104,7 @@ class TestLocalPath:
         assert not (checkout.root / "devices/press-02.yaml").exists()
 
     def test_missing_directory(self, tmp_path: Path, cache: Path) -> None:
+        """A folder that does not exist is one SourceError."""
         with pytest.raises(SourceError, match="is not a directory"):
             open_source(str(tmp_path / "nope"), cache, None, 10)
 
@@ -102,6 +113,7 @@ class TestGitDaemon:
     """Over git://, the source clones, sees new commits and resolves refs to full SHAs."""
 
     def test_clone(self, origin: Origin, daemon: GitDaemon, cache: Path) -> None:
+        """A git:// clone lands read-only under checkouts/<sha>."""
         head = git("rev-parse", "HEAD", cwd=origin.path)
         checkout = open_source(daemon.url("fleet"), cache, None, 30)
         assert checkout.revision == head
@@ -111,6 +123,7 @@ class TestGitDaemon:
         assert not (checkout.root / "fleet.yaml").stat().st_mode & stat.S_IWUSR
 
     def test_fetch_sees_new_commit(self, origin: Origin, daemon: GitDaemon, cache: Path) -> None:
+        """A new commit on the server is fetched into its own checkout."""
         first = open_source(daemon.url("fleet"), cache, None, 30)
         second_sha = origin.commit(FLEET_V2, "add press-02")
         assert remote_head(daemon.url("fleet"), None, 30) == second_sha
@@ -122,6 +135,7 @@ class TestGitDaemon:
     def test_branch_and_tag_resolve_to_full_sha(
         self, origin: Origin, daemon: GitDaemon, cache: Path
     ) -> None:
+        """Branches, tags and full ref names resolve to full SHAs."""
         first = git("rev-parse", "HEAD", cwd=origin.path)
         origin.tag("v1")
         origin.branch("stable")
@@ -134,6 +148,7 @@ class TestGitDaemon:
         assert SHA.match(remote_head(url, "main", 30))
 
     def test_known_sha_needs_no_network(self, origin: Origin, served: Path, cache: Path) -> None:
+        """A SHA already fetched is opened with the server gone."""
         with GitDaemon(served) as server:
             url = server.url("fleet")
             sha = open_source(url, cache, None, 30).revision
@@ -141,16 +156,19 @@ class TestGitDaemon:
         assert open_source(url, cache, sha, 5).revision == sha
 
     def test_unknown_ref(self, origin: Origin, daemon: GitDaemon, cache: Path) -> None:
+        """A ref the server lacks is one SourceError naming it."""
         with pytest.raises(SourceError, match="no branch, tag or commit 'nope'"):
             open_source(daemon.url("fleet"), cache, "nope", 30)
 
     def test_unknown_repository(self, daemon: GitDaemon, cache: Path) -> None:
+        """A repository the server lacks is one SourceError naming its URL."""
         with pytest.raises(SourceError, match=re.escape(daemon.url("missing"))):
             open_source(daemon.url("missing"), cache, None, 30)
 
     def test_prune_keeps_what_is_asked(
         self, origin: Origin, daemon: GitDaemon, cache: Path
     ) -> None:
+        """Pruning removes every checkout but the revisions asked to keep."""
         old = open_source(daemon.url("fleet"), cache, None, 30)
         origin.commit(FLEET_V2)
         new = open_source(daemon.url("fleet"), cache, None, 30)
@@ -163,6 +181,7 @@ class TestSmartHttp:
     """Over smart HTTP, the source clones and fetches, with credentials kept secret."""
 
     def test_clone_and_fetch(self, origin: Origin, http: SmartHttpServer, cache: Path) -> None:
+        """Smart HTTP clones and then fetches a newer commit."""
         first = open_source(http.url("fleet"), cache, None, 30)
         assert first.revision == git("rev-parse", "HEAD", cwd=origin.path)
         newer = origin.commit(FLEET_V2)
@@ -171,6 +190,7 @@ class TestSmartHttp:
     def test_credentials_reach_server_but_not_disk(
         self, origin: Origin, served: Path, cache: Path
     ) -> None:
+        """Credentials authenticate to the server but are never written to the cache."""
         with SmartHttpServer(served, username="fleet", password="t0ken-s3cret") as server:
             url = server.url("fleet", credentials="fleet:t0ken-s3cret")
             checkout = open_source(url, cache, None, 30)
@@ -184,6 +204,7 @@ class TestSmartHttp:
     def test_wrong_credentials_are_redacted(
         self, origin: Origin, served: Path, cache: Path
     ) -> None:
+        """A refused login is one line with the credentials redacted."""
         with SmartHttpServer(served, username="fleet", password="right") as server:
             url = server.url("fleet", credentials="fleet:wr0ng-s3cret")
             with pytest.raises(SourceError) as caught:
@@ -198,6 +219,7 @@ class TestFailures:
     """Unreachable or hung servers become one-line SourceErrors without credentials."""
 
     def test_unreachable_server(self, cache: Path) -> None:
+        """A refused connection is one redacted line starting with "cannot fetch"."""
         url = f"http://ops:hunter2@127.0.0.1:{free_port()}/fleet.git"
         with pytest.raises(SourceError) as caught:
             open_source(url, cache, None, 20)
@@ -207,11 +229,13 @@ class TestFailures:
         assert "\n" not in message
 
     def test_unreachable_ls_remote(self) -> None:
+        """Listing refs of an unreachable server is one SourceError."""
         url = f"git://127.0.0.1:{free_port()}/fleet"
         with pytest.raises(SourceError, match=re.escape(f"cannot list refs of {url}")):
             remote_head(url, None, 20)
 
     def test_hung_server_times_out(self, cache: Path) -> None:
+        """A server that never answers times out after the given seconds."""
         with SilentServer() as server:
             url = f"git://127.0.0.1:{server.port}/fleet"
             started = time.monotonic()

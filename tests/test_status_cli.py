@@ -7,7 +7,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from test_status import BAD, GOOD, SECRET, example_status, record
+from support.statusdata import BAD, GOOD, SECRET, example_status, record
 
 from reconciler.cli import main
 from reconciler.model import LABEL_DEVICE, LABEL_MANAGED, LABEL_SERVICE, LABEL_STACK

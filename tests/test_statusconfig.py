@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_status import example_status
+from support.statusdata import example_status
 
 from reconciler.agent.config import config_warnings, load_config
 from reconciler.cli.status import describe

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_status import BAD, GOOD, SECRET, example_status
+from support.statusdata import BAD, GOOD, SECRET, example_status
 
 from reconciler.errors import UsageError
 from reconciler.report.http import StatusServer, parse_listen, read_status, write_status

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 import pytest
 from structlog.testing import capture_logs
+from support.statusdata import example_status
 from support.wait import wait_for
-from test_status import example_status
 
 from reconciler.report.http import StatusServer, exposure_warning
 from reconciler.report.http_rules import Guard

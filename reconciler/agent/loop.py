@@ -42,6 +42,7 @@ from reconciler.engine.port import Runtime
 from reconciler.errors import FleetgateError
 from reconciler.manifests.tree import RepoTree
 from reconciler.model import ObservedState
+from reconciler.reconcile.outcome import RETRY, STABLE
 from reconciler.reconcile.run import PassResult, reconcile_once
 from reconciler.redaction import redact_url
 from reconciler.report.http import write_status
@@ -49,12 +50,8 @@ from reconciler.report.status import SOURCE_UNREACHABLE, PendingUpdate, Status, 
 from reconciler.source import Checkout
 from reconciler.store import StateStore
 
-STABLE = frozenset(("succeeded", "rejected"))
-"""Outcomes after which an idle timer pass may skip reconcile (see the module docstring)."""
 QUIET_REFRESH = 30.0
 """Seconds between status file writes while idle passes change nothing but the heartbeat."""
-RETRY = frozenset(("failed", "rollback-failed"))
-"""Outcomes that count as failures for the backoff."""
 
 
 class Interrupted(BaseException):
@@ -209,9 +206,9 @@ class Agent:
         except Interrupted:
             why = self._stop_reason or "stop requested"
             self._override = ("interrupted", f"{why}: stopped at a wait; the next start resumes")
-        except FleetgateError as e:
-            self.failures += 1
-            self._override = ("failed", str(e))
+        except FleetgateError as e:  # its class says whether waiting longer helps
+            self.failures += e.next_step == "retry"
+            self._override = ("rejected" if e.next_step == "stall" else "failed", str(e))
         except Exception as e:  # a bug must not end the daemon: report it and back off
             self._log.exception("agent.pass_crashed")
             self.failures += 1

@@ -48,7 +48,7 @@ from typing import Any
 
 from reconciler.agent.config import AgentConfig
 from reconciler.agent.stick import StickStatus
-from reconciler.errors import Finding, RewindRefused, SignatureError, SourceError
+from reconciler.errors import Finding, SourceError
 from reconciler.lockfiles import clocks_path, load_clocks, locked_stacks
 from reconciler.manifests.tree import RepoTree
 from reconciler.manifests.waves import Rollout, Wave, device_wave
@@ -89,12 +89,12 @@ class Refresh:
 
 
 def is_refusal(error: SourceError) -> bool:
-    """A security verdict on a commit (signature, anti-rollback), not an unreachable source.
+    """A verdict on a revision (signature, anti-rollback), not an unreachable source.
 
-    Signature refusals are :class:`SignatureError`, the anti-rollback check raises
-    :class:`RewindRefused`; every other :class:`SourceError` means "try again later".
+    The error class says so (``next_step == "stall"``: ``SignatureError``,
+    ``RewindRefused``); every other :class:`SourceError` means "try again later".
     """
-    return isinstance(error, SignatureError | RewindRefused)
+    return error.next_step == "stall"
 
 
 def forward_from(record: DeviceRecord, allow_rewind: bool) -> str | None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
 
 from reconciler import __version__
+from reconciler.cli.output import quiet_broken_pipe
 from reconciler.errors import (
     UNSAFE_OUTPUT,
     FleetgateError,
@@ -196,7 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout = cast(TextIO, EscapingWriter(out))
     sys.stderr = cast(TextIO, EscapingWriter(err))
     try:
-        return _run(argv)
+        code = _run(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly
+        return quiet_broken_pipe()
     finally:
         with contextlib.suppress(OSError, ValueError):  # a closed pipe is not our error
             sys.stdout.flush()

@@ -17,12 +17,12 @@ steps this runs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
+from reconciler.cli.output import emit
 from reconciler.cli.plan import add_target_flags, observe_locks, open_target
 from reconciler.engine.docker import DockerEngine
 from reconciler.errors import UsageError
@@ -76,27 +76,29 @@ def run(args: argparse.Namespace) -> int:
             held_stacks=held,
         )
     if args.output == "json":
-        json.dump({**result.to_json(), "dirty": checkout.dirty}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        emit({**result.to_json(), "dirty": checkout.dirty})
     else:
-        _print_text(result)
+        for finding in result.findings:
+            print(finding, file=sys.stderr)
+        emit(_text(result))
     return EXIT_OK if result.converged else EXIT_FAILED
 
 
-def _print_text(result: PassResult) -> None:
-    print(f"device {result.device} -> {result.revision or 'working tree (not a Git repository)'}")
-    _print_run("update", result.update)
-    _print_run(f"rollback to {result.target}", result.rollback)
-    for finding in result.findings:
-        print(finding, file=sys.stderr)
-    print(f"{result.outcome}: {result.reason}")
+def _text(result: PassResult) -> list[str]:
+    where = result.revision or "working tree (not a Git repository)"
+    return [
+        f"device {result.device} -> {where}",
+        *_run_lines("update", result.update),
+        *_run_lines(f"rollback to {result.target}", result.rollback),
+        f"{result.outcome}: {result.reason}",
+    ]
 
 
-def _print_run(title: str, run: Convergence | None) -> None:
+def _run_lines(title: str, run: Convergence | None) -> list[str]:
     if run is None or (not run.done and run.plan is not None and run.plan.is_empty):
-        return
-    print(f"{title}:")
-    for step in run.done:
-        print(f"  {step.describe()}")
-    for service in () if run.report is None else run.report.services:
-        print(f"  health {service.name}: {service.reason or service.verdict}")
+        return []
+    lines = [f"{title}:"]
+    lines += [f"  {step.describe()}" for step in run.done]
+    services = () if run.report is None else run.report.services
+    lines += [f"  health {s.name}: {s.reason or s.verdict}" for s in services]
+    return lines

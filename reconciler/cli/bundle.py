@@ -26,14 +26,13 @@ JSON (``--output json``): create ``{"file", "ref", "revision", "base", "createdA
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_OK, add_output_flag
 from reconciler.cli.impact import device_lines, when
+from reconciler.cli.output import emit
 from reconciler.errors import ManifestError, UsageError
 from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
@@ -132,19 +131,22 @@ def run_create(args: argparse.Namespace) -> int:
             "blobs": len(manifest.blobs),
             "omitted": len(manifest.omitted),
         }
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        emit(document)
     else:
         signed = "signed" if args.sign_key else "UNSIGNED (devices will refuse it)"
         since = f" since {manifest.base[:12]}" if manifest.base else ""
-        print(f"wrote {args.out}: {manifest.ref} at {manifest.revision}{since}, {signed}")
-        for image in manifest.images:
-            print(f"  image {image.ref} ({image.platform}) for {', '.join(image.devices)}")
+        lines = [f"wrote {args.out}: {manifest.ref} at {manifest.revision}{since}, {signed}"]
+        lines += [
+            f"  image {image.ref} ({image.platform}) for {', '.join(image.devices)}"
+            for image in manifest.images
+        ]
         if manifest.images:
             size = sum(manifest.blobs.values())
-            print(
+            lines.append(
                 f"  {len(manifest.blobs)} blobs, {size} bytes"
                 f" ({len(manifest.omitted)} layers left out: the previous bundle had them)"
             )
+        emit(lines)
     return EXIT_OK
 
 
@@ -193,10 +195,10 @@ def run_import(args: argparse.Namespace) -> int:
             "importedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "unchanged": result.unchanged,
         }
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        emit(document)
     else:
         state = "already imported" if result.unchanged else "imported"
-        print(f"{state} {result.ref} at {result.revision} (signed by {result.signer})")
+        emit([f"{state} {result.ref} at {result.revision} (signed by {result.signer})"])
     if args.device and args.output != "json":
         try:
             before = _state(args.repo, cache, result.previous, args.device)
@@ -205,8 +207,7 @@ def run_import(args: argparse.Namespace) -> int:
             raise ManifestError(e.findings) from None
         impact = compare_device(before, after, now)
         if impact is None:
-            print(f"device {args.device}: no change")
+            emit([f"device {args.device}: no change"])
         else:
-            print(f"device {args.device} {impact.kind} ({when(impact)})")
-            sys.stdout.writelines(f"{line}\n" for line in device_lines(impact))
+            emit([f"device {args.device} {impact.kind} ({when(impact)})", *device_lines(impact)])
     return EXIT_OK

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_OK, add_output_flag, add_repo_flags, checkout_repo
+from reconciler.cli.output import emit
 from reconciler.errors import SourceError, UsageError
 from reconciler.fleet.collect import read_folder
 from reconciler.fleet.devices import fleet_devices
@@ -205,7 +206,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.output == "json":
         document = to_json(view)
         document["waves"] = wave_summary(view, rollout, head, now)
-        print(dumps_document(document))
+        emit(dumps_document(document) + "\n")
     else:
-        sys.stdout.write(render_text(view, subjects_of(args.repo, view)))
+        emit(render_text(view, subjects_of(args.repo, view)))
     return EXIT_OK

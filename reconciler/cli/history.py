@@ -17,20 +17,19 @@ Exit 0; 2 usage; 1 when the repository cannot be read.
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_OK, add_output_flag
 from reconciler.cli.impact import add_common, device_document, device_lines
+from reconciler.cli.output import emit
 from reconciler.errors import ManifestError, UsageError
 from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
 from reconciler.model import DesiredState
-from reconciler.render.device import render_device
+from reconciler.render.device import RenderCache, render_device
 from reconciler.review.history import HistoryEntry, could_touch
 from reconciler.review.impact import compare_device
 from reconciler.source import open_source
@@ -62,7 +61,8 @@ def _state(repo: str, cache: Path, sha: str | None, device: str, state_dir: str)
     if device not in fleet.devices:
         return None, None
     try:
-        return render_device(fleet, RepoTree(checkout.root), device, state_dir).state, None
+        tree = RepoTree(checkout.root)
+        return render_device(fleet, tree, device, state_dir, RenderCache()).state, None
     except ManifestError as e:
         return None, str(e)
 
@@ -161,26 +161,30 @@ def run(args: argparse.Namespace) -> int:
             "entries": [_entry_document(e) for e in entries],
             "promotions": moves,
         }
-        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        emit(document, ascii_only=False)
         return EXIT_OK
+    lines: list[str] = []
     if not entries:
-        print(f"no commit reachable from {args.rev} changed device {args.device}")
+        lines.append(f"no commit reachable from {args.rev} changed device {args.device}")
     for entry in entries:
-        print(f"{entry.commit[:12]} {entry.committed_at} {entry.author}  {entry.subject}")
+        lines.append(f"{entry.commit[:12]} {entry.committed_at} {entry.author}  {entry.subject}")
         if entry.impact is None:
-            print(f"  invalid for this device (the agent kept its previous state): {entry.problem}")
+            problem = entry.problem
+            lines.append(
+                f"  invalid for this device (the agent kept its previous state): {problem}"
+            )
             continue
-        print(f"  device {entry.impact.kind}")
-        for line in device_lines(entry.impact, "  "):
-            print(line)
+        lines.append(f"  device {entry.impact.kind}")
+        lines.extend(device_lines(entry.impact, "  "))
     if moves:
-        print("\npromotions:")
+        lines.append("\npromotions:")
     for move in moves:
         forced = " (FORCED past the gate)" if move["forced"] else ""
-        print(
+        lines.append(
             f"{move['commit'][:12]} {move['committedAt']} {move['author']}  "
             f"wave {move['wave']} -> {move['to'][:12]}{forced}"
         )
+    emit(lines)
     return EXIT_OK
 
 

@@ -23,7 +23,6 @@ Invalid HEAD in JSON: ``{"valid": false, "findings": [{"path", "line", "message"
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
+from reconciler.cli.output import emit
 from reconciler.errors import UsageError
 from reconciler.manifests.tree import RepoTree
 from reconciler.manifests.waves import load_rollout, membership
@@ -128,14 +128,14 @@ def run(args: argparse.Namespace) -> int:
     findings = result.assessment.findings
     if args.output == "json":
         document = document_of(result) if not findings else invalid_document(result)
-        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        emit(document, ascii_only=False)
     elif args.output == "markdown":
-        sys.stdout.write(markdown(result))
+        emit(markdown(result))
     elif findings:
-        sys.stdout.writelines(f"{f}\n" for f in findings)
+        emit(str(f) for f in findings)
         print(f"HEAD is invalid: {len(findings)} problem(s); fix them first", file=sys.stderr)
     else:
-        sys.stdout.write(text(result))
+        emit(text(result))
     return EXIT_FAILED if findings else EXIT_OK
 
 

@@ -19,9 +19,7 @@ are defined here once.
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +32,7 @@ from reconciler.cli import (
     add_state_dir_flag,
     state_dir_of,
 )
+from reconciler.cli.output import emit
 from reconciler.decide.gates import DEFAULT_MAX_DEFER, lock_gate
 from reconciler.decide.passplan import Gates, PassPlan, decide
 from reconciler.engine.docker import DockerEngine
@@ -124,10 +123,9 @@ def run(args: argparse.Namespace) -> int:
             untouched=frozenset(decided.held_stacks),
         )
     if args.output == "json":
-        json.dump(_document(device, checkout, decided, steps), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        emit(_document(device, checkout, decided, steps))
         return EXIT_OK
-    _print_text(device, checkout, decided, steps)
+    emit(_text(device, checkout, decided, steps))
     return EXIT_OK
 
 
@@ -158,29 +156,26 @@ _HEADLINE = {
 }
 
 
-def _print_text(
-    device: str, checkout: Checkout, decided: PassPlan, steps: PassSteps | None
-) -> None:
+def _text(device: str, checkout: Checkout, decided: PassPlan, steps: PassSteps | None) -> list[str]:
     where = checkout.revision or "working tree (not a Git repository)"
-    print(f"device {device} at {where}{' (uncommitted changes)' if checkout.dirty else ''}")
-    print(f"pass: {_HEADLINE[decided.kind].format(target=decided.target_revision)}")
+    lines = [
+        f"device {device} at {where}{' (uncommitted changes)' if checkout.dirty else ''}",
+        f"pass: {_HEADLINE[decided.kind].format(target=decided.target_revision)}",
+    ]
     run = () if steps is None else steps.to_run
-    for number, step in enumerate(run, start=1):
-        print(f"{number:3}. {step.describe()}")
+    lines += [f"{number:3}. {step.describe()}" for number, step in enumerate(run, start=1)]
     blocked = () if steps is None else steps.plan.blocked
     waiting = () if steps is None else steps.waiting
     if not run and not blocked:
         quiet = waiting or decided.waits
-        print(
+        lines.append(
             "nothing runs now"
             if quiet
             else "nothing to do: this host already runs the desired state"
         )
-    for reason in blocked:
-        print(f"blocked: {reason}")
-    for line in decided.describe():
-        print(f"waits: {line}")
+    lines += [f"blocked: {reason}" for reason in blocked]
+    lines += [f"waits: {line}" for line in decided.describe()]
     if waiting:
-        print(f"waiting: {len(waiting)} step(s) run when the update window opens")
-    for note in () if steps is None else _notes(steps):
-        print(f"note: {note}")
+        lines.append(f"waiting: {len(waiting)} step(s) run when the update window opens")
+    lines += [f"note: {note}" for note in (() if steps is None else _notes(steps))]
+    return lines

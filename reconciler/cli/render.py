@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from typing import Any
 
 from reconciler.cli import (
@@ -30,6 +29,7 @@ from reconciler.cli import (
     checkout_repo,
     state_dir_of,
 )
+from reconciler.cli.output import emit
 from reconciler.errors import Finding, ManifestError, escape_text
 from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
@@ -208,5 +208,5 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         raise ManifestError(problems)
     state = render_device(repo, tree, args.device, str(state_dir_of(args))).state
-    sys.stdout.write(render_json(state) if args.output == "json" else render_text(state))
+    emit(render_json(state) if args.output == "json" else render_text(state))
     return EXIT_OK

@@ -21,6 +21,7 @@ from typing import Any
 
 from reconciler.cli import EXIT_OK
 from reconciler.cli.impact import review
+from reconciler.cli.output import emit
 from reconciler.errors import SourceError, UsageError
 from reconciler.render.device import DEFAULT_STATE_DIR
 from reconciler.review.impact import affected_names
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if result.assessment.findings:
         final += f"\nWarning: the reverted tree has {len(result.assessment.findings)} findings.\n"
     amended = reword_head(root, final)
-    print(amended)
+    emit([amended])
     print(
         f"reverted {sha[:12]}; {len(devices)} device(s) change: {affected_names(devices)}",
         file=sys.stderr,

@@ -18,7 +18,6 @@ plus ``live`` (services observed just now) and ``source`` (``status.json``,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_OK, add_output_flag, state_dir_of
+from reconciler.cli.output import emit
 from reconciler.engine.docker import DockerEngine
 from reconciler.errors import EngineError
 from reconciler.model import rfc3339
@@ -99,11 +99,9 @@ def run(args: argparse.Namespace) -> int:
             engine.close()
     if args.output == "json":
         document = {**status.to_json(), "live": live, "source": source}
-        json.dump(document, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        emit(document, sort_keys=True)
         return EXIT_OK
-    for line in describe(status, source=source, live=live, engine_error=engine_error):
-        print(line)
+    emit(describe(status, source=source, live=live, engine_error=engine_error))
     return EXIT_OK
 
 

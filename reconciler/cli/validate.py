@@ -8,13 +8,13 @@ stderr. JSON (stable fields): ``{"valid", "devices", "stacks", "findings": [{"pa
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag, add_repo_flags, checkout_repo
+from reconciler.cli.output import emit
 from reconciler.errors import SourceError
 from reconciler.manifests.tree import RepoTree
 from reconciler.manifests.validate import Validation, check_fleet
@@ -64,10 +64,9 @@ def run(args: argparse.Namespace) -> int:
             "stacks": result.stacks,
             "findings": [f.to_json() for f in result.findings],
         }
-        json.dump(document, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        emit(document)
     else:
-        sys.stdout.writelines(f"{f}\n" for f in result.findings)
+        emit(str(f) for f in result.findings)
         if result.valid:
             summary = f"fleet valid: {result.devices} devices, {result.stacks} stacks"
         else:

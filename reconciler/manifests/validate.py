@@ -29,6 +29,7 @@ from reconciler.manifests.tree import RepoTree
 from reconciler.manifests.waves import load_rollout
 from reconciler.manifests.yamlio import LineDict, control_problem
 from reconciler.model import DesiredState, FleetRepository, Policy, StackManifest
+from reconciler.render.cache import RenderCache
 from reconciler.render.device import Rendered, render_device
 from reconciler.render.targeting import target_device
 from reconciler.workers import map_forked
@@ -118,15 +119,22 @@ def interpolated_name_findings(rendered: Rendered) -> list[Finding]:
 
 
 def device_findings(
-    repo: FleetRepository, tree: RepoTree, device_id: str, policy: Policy, state_dir: str
+    repo: FleetRepository,
+    tree: RepoTree,
+    device_id: str,
+    policy: Policy,
+    state_dir: str,
+    *,
+    cache: RenderCache | None = None,
 ) -> list[Finding]:
     """Render one device and check what only its rendered state shows."""
-    target = target_device(repo, repo.devices[device_id])
+    cache = RenderCache() if cache is None else cache
+    target = target_device(repo, repo.devices[device_id], cache)
     if any(name not in repo.stacks for name in target.stacks):
         return []
     found: list[Finding] = []
     try:
-        rendered = render_device(repo, tree, device_id, state_dir, partial=found)
+        rendered = render_device(repo, tree, device_id, state_dir, cache, partial=found)
     except ManifestError as e:
         return list(e.findings)
     except (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError):
@@ -205,7 +213,10 @@ def _every_device(
 ) -> list[tuple[str, list[Finding]]]:
     """``(device id, findings)`` for every device, in id order (forked for large fleets)."""
     ids = sorted(repo.devices)
-    found = map_forked(lambda d: device_findings(repo, tree, d, policy, state_dir), ids)
+    cache = RenderCache()  # one snapshot: every device shares it (each fork its own copy)
+    found = map_forked(
+        lambda d: device_findings(repo, tree, d, policy, state_dir, cache=cache), ids
+    )
     return list(zip(ids, found, strict=True))
 
 

@@ -22,13 +22,14 @@ Outcomes (``PassResult.outcome``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
-from reconciler.errors import Finding
+from reconciler.errors import Finding, NextStep
 from reconciler.model import rfc3339
-from reconciler.reconcile.converge import Convergence
+from reconciler.reconcile.converge import Convergence, ConvergeStage
 
 Outcome = Literal[
     "succeeded",
@@ -39,18 +40,44 @@ Outcome = Literal[
     "failed",
     "waiting",
 ]
-OUTCOMES: tuple[Outcome, ...] = (
-    "succeeded",
-    "failed-no-change",
-    "rolled-back",
-    "rollback-failed",
-    "rejected",
-    "failed",
-    "waiting",
-)
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+"""Every outcome, in declaration order (metrics export one series per outcome)."""
 Stage = Literal[
-    "manifests", "render", "policy", "decide", "gate", "plan", "apply", "health", "rollback"
+    "source",
+    "manifests",
+    "render",
+    "policy",
+    "decide",
+    "gate",
+    "plan",
+    "apply",
+    "health",
+    "rollback",
 ]
+"""The one vocabulary of where a pass stopped (``PassResult.stage``, ``Status.stage``)."""
+
+STOPPED_AT: Mapping[ConvergeStage, tuple[Stage, Outcome]] = {
+    "gate": ("gate", "waiting"),  # a closed window: pulled ahead, nothing changed
+    "plan": ("plan", "failed-no-change"),  # the plan is blocked
+    "pull": ("apply", "failed-no-change"),  # download-then-kill: nothing was stopped
+    "apply": ("apply", "failed"),  # the engine failed mid-way
+}
+"""Where an update convergence that stopped early leaves the pass: (stage, outcome)."""
+
+AFTERWARDS: Mapping[Outcome, NextStep | None] = {
+    "succeeded": None,
+    "waiting": None,  # the next window or released lock moves it on
+    "rejected": "stall",  # until a new revision
+    "failed-no-change": "stall",  # a failed revision is not retried until it changes
+    "rolled-back": "stall",
+    "failed": "retry",
+    "rollback-failed": "retry",
+}
+"""What the agent does after each outcome: back off and retry, stall, or nothing."""
+STABLE: frozenset[Outcome] = frozenset(("succeeded", "rejected"))
+"""Outcomes after which an idle timer pass may skip reconcile (see the agent loop)."""
+RETRY: frozenset[Outcome] = frozenset(o for o, step in AFTERWARDS.items() if step == "retry")
+"""Outcomes that count as failures for the agent's backoff."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ from reconciler.errors import Finding, FleetgateError, ManifestError
 from reconciler.manifests.tree import RepoTree
 from reconciler.model import DesiredState, Policy
 from reconciler.reconcile.converge import Clock, ConfigSource, Convergence, SystemClock, converge
-from reconciler.reconcile.outcome import OUTCOMES, Outcome, PassResult, Stage
+from reconciler.reconcile.outcome import OUTCOMES, STOPPED_AT, Outcome, PassResult, Stage
 from reconciler.record import DeviceRecord
 from reconciler.render.desired import build_desired
 from reconciler.store import StateStore
@@ -255,15 +255,11 @@ class _Pass:
         self.update = conv
         if wait is not None:
             self.next_window = wait.next_window
-        if conv.stage == "gate":
-            self.stage = "gate"
-            return self.result("waiting", _join(conv.error, lock_reason))
-        if conv.stage in ("plan", "pull"):
-            self.stage = "plan" if conv.stage == "plan" else "apply"
-            return self.result("failed-no-change", conv.error or "")
-        if conv.stage == "apply":
-            self.stage = "apply"
-            return self.result("failed", conv.error or "")
+        stopped = STOPPED_AT.get(conv.stage)
+        if stopped is not None:
+            self.stage, outcome = stopped
+            why = _join(conv.error, lock_reason) if outcome == "waiting" else conv.error or ""
+            return self.result(outcome, why)
         if held and conv.healthy:
             self.stage = "gate"
             done = conv.summary() if conv.done else None

@@ -15,6 +15,7 @@ from reconciler.manifests import policy as policy_mod
 from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
 from reconciler.model import DesiredState, Policy
+from reconciler.render.cache import RenderCache
 from reconciler.render.device import render_device
 
 BuildStage = Literal["manifests", "render", "policy"]
@@ -40,7 +41,7 @@ def build_desired(
     if findings:
         raise ManifestError(findings)
     at("render")
-    rendered = render_device(repo, tree, device, state_dir=state_dir)
+    rendered = render_device(repo, tree, device, state_dir, RenderCache())  # one per pass
     at("policy")
     fleet = repo.fleet.policy
     violations = policy_mod.check(

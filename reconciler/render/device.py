@@ -6,7 +6,8 @@ interpolation -> Compose normalization -> service order and config hashes. It ra
 :class:`Rendered` whose ``where`` maps a service key back to its compose file line.
 
 Performance: each stack is rendered through :mod:`reconciler.render.stack`, which
-memoizes the device-independent work across the devices of a fleet.
+memoizes the device-independent work across the devices of a fleet in the caller's
+:class:`~reconciler.render.cache.RenderCache`.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from reconciler.model import (
     StackManifest,
     StackSpec,
 )
+from reconciler.render.cache import RenderCache
 from reconciler.render.hashing import spec_hashes
 from reconciler.render.interpolation import InterpolationProblem
 from reconciler.render.stack import render_stack
 from reconciler.render.targeting import target_device
 
-__all__ = ["DEFAULT_STATE_DIR", "Rendered", "render_device", "spec_hashes"]
+__all__ = ["DEFAULT_STATE_DIR", "RenderCache", "Rendered", "render_device", "spec_hashes"]
 
 DEFAULT_STATE_DIR = "/var/lib/fleetgate"
 
@@ -110,14 +112,18 @@ def render_device(
     tree: RepoTree,
     device_id: str,
     state_dir: str = DEFAULT_STATE_DIR,
+    cache: RenderCache | None = None,
     *,
     partial: list[Finding] | None = None,
 ) -> Rendered:
     """The desired state of one device; raise :class:`ManifestError` with all its findings.
 
+    Pass one ``cache`` to every device of the same repository snapshot (validate,
+    impact) to share the work across them; without one the call computes afresh.
     With ``partial`` (validate only), findings are appended there instead and the
     stacks that rendered cleanly are returned, so later layers (policy) still run.
     """
+    cache = RenderCache() if cache is None else cache
     device = repo.devices.get(device_id)
     if device is None:
         raise ManifestError(
@@ -129,7 +135,7 @@ def render_device(
                 )
             ]
         )
-    target = target_device(repo, device)
+    target = target_device(repo, device, cache)
     findings: list[Finding] = []
     specs: list[StackSpec] = []
     docs: dict[str, tuple[str, Any]] = {}
@@ -146,7 +152,7 @@ def render_device(
             continue
         docs[name] = (stack.compose_path, stack.compose)
         findings += _requirement_findings(device, stack)
-        outcome = render_stack(stack, tree, target, state_dir)
+        outcome = render_stack(stack, tree, target, state_dir, cache)
         findings += _problem_findings(stack, device, outcome.problems)
         findings += outcome.findings
         if outcome.spec is not None:

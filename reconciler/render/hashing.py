@@ -51,21 +51,10 @@ def plain(value: Any) -> Any:
     raise TypeError(f"cannot hash {type(value).__name__}")
 
 
-_memo: dict[tuple[str, Any], str] = {}
-_MEMO_SIZE = 200_000
-"""Bounded memos of pure results (values repeat across a fleet); cleared when full."""
-
-
 def field_json(name: str, value: Any) -> str:
-    """Canonical JSON of one field value, memoized by (field, value)."""
-    key = (name, value)
-    hit = _memo.get(key)
-    if hit is None:
-        hit = json.dumps(plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        if len(_memo) >= _MEMO_SIZE:
-            _memo.clear()
-        _memo[key] = hit
-    return hit
+    """Canonical JSON of one field value (``name`` is the field; see :class:`HashMemo`)."""
+    del name  # the text depends on the value only; the name keeps memo keys per field
+    return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 SPARSE_FIELDS = (
@@ -115,19 +104,48 @@ def hashes_from_texts(texts: dict[str, str]) -> tuple[str, tuple[tuple[str, str]
     return digest, tuple((name, short_hash(texts[name])) for name in HASHED_FIELDS)
 
 
-_short_memo: dict[str, str] = {}
-
-
 def short_hash(text: str) -> str:
-    """First 8 hex of the SHA-256 of a field's canonical JSON (memoized)."""
-    hit = _short_memo.get(text)
-    if hit is not None:
+    """First 8 hex of the SHA-256 of a field's canonical JSON."""
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+MEMO_SIZE = 200_000
+"""Entries a :class:`HashMemo` table holds before it is cleared (values repeat across a fleet)."""
+
+
+class HashMemo:
+    """Field JSON and short hashes already computed, keyed by content (never by identity).
+
+    Owned by a :class:`reconciler.render.cache.RenderCache`; each table is cleared
+    when it reaches :data:`MEMO_SIZE` entries.
+    """
+
+    __slots__ = ("_json", "_short")
+
+    def __init__(self) -> None:
+        self._json: dict[tuple[str, Any], str] = {}
+        self._short: dict[str, str] = {}
+
+    def field_json(self, name: str, value: Any) -> str:
+        """:func:`field_json`, memoized by (field, value)."""
+        key = (name, value)
+        hit = self._json.get(key)
+        if hit is None:
+            hit = field_json(name, value)
+            if len(self._json) >= MEMO_SIZE:
+                self._json.clear()
+            self._json[key] = hit
         return hit
-    value = hashlib.sha256(text.encode()).hexdigest()[:8]
-    if len(_short_memo) >= _MEMO_SIZE:
-        _short_memo.clear()
-    _short_memo[text] = value
-    return value
+
+    def short_hash(self, text: str) -> str:
+        """:func:`short_hash`, memoized by text."""
+        hit = self._short.get(text)
+        if hit is None:
+            hit = short_hash(text)
+            if len(self._short) >= MEMO_SIZE:
+                self._short.clear()
+            self._short[text] = hit
+        return hit
 
 
 def spec_hashes(spec: ServiceSpec) -> tuple[str, tuple[tuple[str, str], ...]]:

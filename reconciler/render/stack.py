@@ -4,10 +4,11 @@
 expensive part — interpolation, Compose normalization, service ordering and the JSON of
 every hashed field — is done once per *key* and only the device's names are filled in.
 
-The key is the stack manifest and the repository tree (by identity: a tree is one
-revision's snapshot and a reload makes new manifests, so a new revision never hits an
-old entry), the state dir and the values of exactly the variables the stack can observe
-(``referenced_variables`` plus bare ``environment`` names and env-file lookups). The
+The memo is the caller's :class:`~reconciler.render.cache.RenderCache`. The key is the
+stack manifest and the repository tree (the objects themselves, compared by identity: a
+tree is one revision's snapshot and a reload makes new manifests, so a new revision
+never hits an old entry), the state dir and the values of exactly the variables the
+stack can observe (``referenced_variables``, bare ``environment`` names, env-file lookups). The
 device id is *not* in the key unless the stack references ``FLEETGATE_DEVICE`` (whose
 value may feed a path lookup or a number). Otherwise the stack is normalized for a
 placeholder device whose id contains NUL bytes (so it cannot occur in any manifest
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 from operator import attrgetter
@@ -47,17 +47,17 @@ from reconciler.model import (
     StackSpec,
     VolumeSpec,
 )
+from reconciler.render.cache import MEMO_SIZE, Ref, RenderCache, remember
 from reconciler.render.compose.context import StackContext
 from reconciler.render.compose.document import NormalizedStack, ServiceMemo, normalize_compose
 from reconciler.render.compose.env import EnvFileError, env_file_names, parse_env_file
-from reconciler.render.hashing import HASHED_FIELDS, field_json, short_hash, whole_json
+from reconciler.render.hashing import HASHED_FIELDS, HashMemo, whole_json
 from reconciler.render.interpolation import CompiledDocument, InterpolationProblem
 from reconciler.render.interpolation import referenced_variables as template_variables
 from reconciler.render.targeting import Target, lock_dir, stack_variables
 
 PLACEHOLDER = "\x00device\x00"
 _PLACEHOLDER_JSON = "\\u0000device\\u0000"
-_MEMO_SIZE = 4096
 _INDEX = {f.name: i for i, f in enumerate(fields(ServiceSpec))}
 _HASHED_INDEX = tuple(_INDEX[name] for name in HASHED_FIELDS)
 _CONFIG_HASH, _FIELD_HASHES = _INDEX["config_hash"], _INDEX["field_hashes"]
@@ -91,7 +91,7 @@ class StackOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class _Cached:
+class StackResult:
     normalized: NormalizedStack | None
     services: tuple[_Prepared, ...]
     findings: tuple[Finding, ...]
@@ -99,35 +99,26 @@ class _Cached:
 
 
 @dataclass(frozen=True, slots=True)
-class _StackInfo:
+class StackMemo:
     stack: StackManifest
     tree: RepoTree
     names: frozenset[str] | None  # None: unknowable (interpolated env_file path)
     services: dict[tuple[str, str], ServiceMemo]  # (device-as, state dir) -> service memo
-    prepared: dict[int, tuple[ServiceSpec, _Prepared]]  # by spec identity
+    prepared: dict[Ref[ServiceSpec], _Prepared]  # by spec identity
     last: dict[str, tuple[ServiceSpec, _Prepared]]  # per service: the latest prepared
     compiled: CompiledDocument
     keyed: tuple[str, ...]  # the sorted names but FLEETGATE_LOCK_DIR (None: all of them)
 
 
-_memo: OrderedDict[tuple[Any, ...], tuple[_StackInfo, _Cached]] = OrderedDict()
-_info_memo: OrderedDict[int, _StackInfo] = OrderedDict()
-
-
-def _remember(memo: OrderedDict[Any, Any], key: Any, value: Any) -> None:
-    memo[key] = value
-    if len(memo) > _MEMO_SIZE:
-        memo.popitem(last=False)
-
-
-def _stack_info(stack: StackManifest, tree: RepoTree) -> _StackInfo:
-    hit = _info_memo.get(id(stack))
-    if hit is not None and hit.stack is stack and hit.tree is tree:
+def _stack_memo(stack: StackManifest, tree: RepoTree, cache: RenderCache) -> StackMemo:
+    key = (Ref(stack), Ref(tree))
+    hit = cache.stacks.get(key)
+    if hit is not None:
         return hit
     names = observed_variables(stack, tree)
     keyed = tuple(sorted((names or frozenset()) - {"FLEETGATE_LOCK_DIR"}))
-    info = _StackInfo(stack, tree, names, {}, {}, {}, CompiledDocument(stack.compose), keyed)
-    _remember(_info_memo, id(stack), info)
+    info = StackMemo(stack, tree, names, {}, {}, {}, CompiledDocument(stack.compose), keyed)
+    remember(cache.stacks, key, info)
     return info
 
 
@@ -239,14 +230,16 @@ def rebind(value: Any, real: str) -> Any:
 
 def _compute(
     stack: StackManifest,
-    info: _StackInfo,
+    info: StackMemo,
     device: str,
     state_dir: str,
     variables: Mapping[str, str],
-) -> _Cached:
+    *,
+    hashes: HashMemo,
+) -> StackResult:
     doc, problems = info.compiled.interpolate(variables)
     if problems:
-        return _Cached(None, (), (), problems)
+        return StackResult(None, (), (), problems)
     ctx = StackContext(
         tree=info.tree,
         device=device,
@@ -259,25 +252,30 @@ def _compute(
     memo = None
     if device == PLACEHOLDER:  # a per-device memo would never be hit again
         memo = info.services.setdefault((device, state_dir), ServiceMemo())
-        if len(memo.results) > _MEMO_SIZE:
+        if len(memo.results) > MEMO_SIZE:
             memo.results.clear()
     norm = normalize_compose(doc, ctx, memo)
     services, cycle = ordered(norm.services, stack)
     prepared = []
     for svc in services:
         # The service memo hands back the same spec object for an unchanged service.
-        hit = info.prepared.get(id(svc))
-        if hit is None or hit[0] is not svc:
-            hit = (svc, _prepare(svc, device == PLACEHOLDER, info.last.get(svc.service)))
-            info.prepared[id(svc)] = info.last[svc.service] = hit
-            if len(info.prepared) > _MEMO_SIZE:
+        key = Ref(svc)
+        hit = info.prepared.get(key)
+        if hit is None:
+            hit = _prepare(svc, device == PLACEHOLDER, info.last.get(svc.service), hashes)
+            info.prepared[key] = hit
+            info.last[svc.service] = (svc, hit)
+            if len(info.prepared) > MEMO_SIZE:
                 info.prepared.clear()
-        prepared.append(hit[1])
-    return _Cached(norm, tuple(prepared), (*norm.findings, *cycle), ())
+        prepared.append(hit)
+    return StackResult(norm, tuple(prepared), (*norm.findings, *cycle), ())
 
 
 def _prepare(
-    svc: ServiceSpec, placeholder: bool, last: tuple[ServiceSpec, _Prepared] | None
+    svc: ServiceSpec,
+    placeholder: bool,
+    last: tuple[ServiceSpec, _Prepared] | None,
+    hashes: HashMemo,
 ) -> _Prepared:
     """Field JSON, hashes and placeholder positions of a normalized service.
 
@@ -293,9 +291,9 @@ def _prepare(
             texts.append(last[1].texts[i])
             shorts.append(last[1].shorts[i])
         else:
-            text = field_json(HASHED_FIELDS[i], value)
+            text = hashes.field_json(HASHED_FIELDS[i], value)
             texts.append(text)
-            shorts.append(short_hash(text))
+            shorts.append(hashes.short_hash(text))
     whole = whole_json(texts)
     args = _all(svc)
     # Only the identity field `device` and hashed fields can hold the placeholder.
@@ -314,7 +312,7 @@ def _prepare(
     return _Prepared(done, dirty, args, tuple(texts), tuple(shorts), whole, dirty_texts)
 
 
-def _finish(prep: _Prepared, device: str) -> ServiceSpec:
+def _finish(prep: _Prepared, device: str, hashes: HashMemo) -> ServiceSpec:
     """The prepared service for ``device``: placeholder replaced, hashes computed."""
     if not prep.dirty:
         return prep.spec
@@ -325,17 +323,17 @@ def _finish(prep: _Prepared, device: str) -> ServiceSpec:
     args[_CONFIG_HASH] = hashlib.sha256(whole.encode()).hexdigest()
     shorts = list(prep.shorts)
     for index in prep.dirty_texts:
-        shorts[index] = short_hash(prep.texts[index].replace(_PLACEHOLDER_JSON, device))
+        shorts[index] = hashes.short_hash(prep.texts[index].replace(_PLACEHOLDER_JSON, device))
     args[_FIELD_HASHES] = tuple(zip(HASHED_FIELDS, shorts, strict=True))
     return ServiceSpec(*args)
 
 
 def render_stack(
-    stack: StackManifest, tree: RepoTree, target: Target, state_dir: str
+    stack: StackManifest, tree: RepoTree, target: Target, state_dir: str, cache: RenderCache
 ) -> StackOutcome:
-    """The stack's spec on ``target``'s device (hashes included), memoized (module doc)."""
+    """The stack's spec on ``target``'s device (hashes included), memoized in ``cache``."""
     device = target.device.id
-    info = _stack_info(stack, tree)
+    info = _stack_memo(stack, tree, cache)
     real_vars = stack_variables(target, stack.variables, state_dir, stack.name)
     per_device = info.names is None or "FLEETGATE_DEVICE" in info.names
     as_device = device if per_device else PLACEHOLDER
@@ -343,21 +341,21 @@ def render_stack(
         values: tuple[Any, ...] = tuple(sorted(real_vars.items()))
     else:
         values = tuple([real_vars.get(n) for n in info.keyed])
-    key = (id(stack), id(tree), state_dir, as_device if per_device else None, values)
-    hit = _memo.get(key)
-    if hit is not None and hit[0] is info:
-        _memo.move_to_end(key)
-        cached = hit[1]
+    key = (Ref(info), state_dir, as_device if per_device else None, values)
+    hit = cache.results.get(key)
+    if hit is not None:
+        cache.results.move_to_end(key)
+        cached = hit
     else:
         variables = dict(real_vars)
         variables["FLEETGATE_DEVICE"] = as_device
         variables["FLEETGATE_LOCK_DIR"] = lock_dir(state_dir, as_device, stack.name)
-        cached = _compute(stack, info, as_device, state_dir, variables)
-        _remember(_memo, key, (info, cached))
+        cached = _compute(stack, info, as_device, state_dir, variables, hashes=cache.hashes)
+        remember(cache.results, key, cached)
     norm = cached.normalized
     if norm is None:
         return StackOutcome(None, (), cached.problems)
-    services = tuple(_finish(prep, device) for prep in cached.services)
+    services = tuple(_finish(prep, device, cache.hashes) for prep in cached.services)
     findings = cached.findings
     networks, volumes = norm.networks, norm.volumes
     config_files, data_dirs = norm.config_files, norm.data_dirs

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from reconciler.model import DeviceManifest, FleetRepository, GroupManifest, UpdateWindow
+from reconciler.render.cache import Ref, RenderCache
 
 BUILTIN_VARIABLES = ("FLEETGATE_DEVICE", "FLEETGATE_ARCH", "FLEETGATE_LOCK_DIR")
 
@@ -42,34 +43,33 @@ def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> 
     return all(labels.get(key) == value for key, value in selector.items())
 
 
-_GroupMemo = dict[tuple[tuple[str, str], ...], tuple[GroupManifest, ...]]
-_memo: list[tuple[Mapping[str, GroupManifest], _GroupMemo]] = []
-"""The last repository's groups and, per distinct label set, the groups matching it.
+def matching_groups(
+    repo: FleetRepository, device: DeviceManifest, cache: RenderCache | None = None
+) -> tuple[GroupManifest, ...]:
+    """The groups that apply to ``device``, in file-name (sorted name) order.
 
-A fleet of 10,000 devices has a few hundred distinct label sets; validate and impact
-ask for every device. One entry only: a new repository value replaces it."""
-
-
-def matching_groups(repo: FleetRepository, device: DeviceManifest) -> tuple[GroupManifest, ...]:
-    """The groups that apply to ``device``, in file-name (sorted name) order."""
-    if not _memo or _memo[0][0] is not repo.groups:
-        _memo[:] = [(repo.groups, {})]
-    by_labels = _memo[0][1]
+    A fleet of 10,000 devices has a few hundred distinct label sets; ``cache`` keeps
+    the answer per label set for this repository's groups.
+    """
     key = tuple(sorted(device.labels.items()))
-    found = by_labels.get(key)
+    by_labels = None if cache is None else cache.groups.setdefault(Ref(repo.groups), {})
+    found = None if by_labels is None else by_labels.get(key)
     if found is None:
         found = tuple(
             repo.groups[name]
             for name in sorted(repo.groups)
             if selector_matches(repo.groups[name].selector, device.labels)
         )
-        by_labels[key] = found
+        if by_labels is not None:
+            by_labels[key] = found
     return found
 
 
-def target_device(repo: FleetRepository, device: DeviceManifest) -> Target:
+def target_device(
+    repo: FleetRepository, device: DeviceManifest, cache: RenderCache | None = None
+) -> Target:
     """Resolve groups, stacks, variables and windows for one device (pure)."""
-    groups = matching_groups(repo, device)
+    groups = matching_groups(repo, device, cache)
     stacks: dict[str, None] = dict.fromkeys(device.stacks)
     for group in groups:
         for stack in group.stacks:

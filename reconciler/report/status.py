@@ -53,7 +53,6 @@ from typing import TYPE_CHECKING, Any
 from reconciler import __version__
 from reconciler.model import (
     DesiredState,
-    ObservedContainer,
     ObservedState,
     parse_rfc3339,
     rfc3339,
@@ -61,8 +60,10 @@ from reconciler.model import (
 from reconciler.record import DeviceRecord
 from reconciler.redaction import redact, redact_urls
 from reconciler.redaction import secret_values as named_secret_values
+from reconciler.report.services import ServiceStatus, services_of
 
 if TYPE_CHECKING:  # the pass module pulls in the whole pipeline; status only reads results
+    from reconciler.reconcile.outcome import Stage
     from reconciler.reconcile.run import PassResult
 
 STALE_AFTER = 3
@@ -84,19 +85,6 @@ class FailedEntry:
     revision: str
     reason: str
     at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceStatus:
-    stack: str
-    service: str
-    container: str
-    image: str
-    image_digest: str
-    state: str
-    health: str | None
-    restart_count: int
-    config_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +160,7 @@ class Status:
     outcome: str | None = None
     reason: str = ""
     last_good_at: datetime | None = None
-    stage: str | None = None
+    stage: Stage | None = None
     pass_started_at: datetime | None = None
     pass_finished_at: datetime | None = None
     services: tuple[ServiceStatus, ...] = ()
@@ -316,7 +304,7 @@ def build_status(
     """
     hidden = frozenset(secrets) | secret_values(record.last_good_state)
     outcome: str | None = record.last_outcome
-    stage: str | None = None
+    stage: Stage | None = None
     reason, started, finished = record.last_reason, None, record.last_pass_at
     if last_pass is not None:
         outcome, reason, stage = last_pass.outcome, last_pass.reason, last_pass.stage
@@ -368,39 +356,6 @@ def secret_values(state: DesiredState | None) -> frozenset[str]:
 def scrub(text: str, secrets: Iterable[str]) -> str:
     """``text`` with URL credentials and every value in ``secrets`` replaced by ``***``."""
     return redact(text, secrets)
-
-
-def services_of(observed: ObservedState) -> tuple[ServiceStatus, ...]:
-    """One entry per managed container, with the repo digest of the image it runs."""
-    digests = {image.id: image.digests for image in observed.images}
-    return tuple(
-        ServiceStatus(
-            stack=c.stack,
-            service=c.service,
-            container=c.name,
-            image=c.image,
-            image_digest=_digest(c, digests.get(c.image_id, ())),
-            state=c.state,
-            health=c.health,
-            restart_count=c.restart_count,
-            config_hash=c.config_hash,
-        )
-        for c in observed.containers
-    )
-
-
-def _digest(container: ObservedContainer, digests: tuple[str, ...]) -> str:
-    """The ``repo@sha256:...`` of the image, preferring the repository it was pulled as."""
-    ref = container.image
-    if "@sha256:" in ref:
-        return ref
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    repo = ref[:colon] if colon > slash else ref
-    for digest in digests:
-        if digest.partition("@")[0] == repo:
-            return digest
-    return digests[0] if digests else ""
 
 
 def _time(moment: datetime | None) -> str | None:

@@ -33,6 +33,7 @@ from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
 from reconciler.manifests.validate import cross_stack_findings
 from reconciler.model import DesiredState, FleetRepository
+from reconciler.render.cache import RenderCache
 from reconciler.render.device import DEFAULT_STATE_DIR, render_device
 from reconciler.render.targeting import matching_groups, selector_matches
 from reconciler.review.impact import DeviceImpact, compare_device
@@ -170,12 +171,12 @@ def devices_in_scope(base: Side, head: Side) -> frozenset[str] | None:
 
 
 def _render(
-    side: Side, device_id: str, state_dir: str
+    side: Side, device_id: str, state_dir: str, cache: RenderCache
 ) -> tuple[DesiredState | None, list[Finding]]:
     if device_id not in side.repo.devices:
         return None, []
     try:
-        rendered = render_device(side.repo, side.tree, device_id, state_dir)
+        rendered = render_device(side.repo, side.tree, device_id, state_dir, cache)
     except ManifestError as e:
         return None, list(e.findings)
     extra = cross_stack_findings(rendered) + policy_mod.check(rendered, side.repo.fleet.policy)
@@ -201,9 +202,10 @@ def assess(
     wanted = sorted(every if scope is None else scope)
     findings: set[Finding] = set(head.findings)
     impacts: list[DeviceImpact] = []
+    base_cache, head_cache = RenderCache(), RenderCache()  # one per repository snapshot
     for device_id in wanted:
-        before, _ = _render(base, device_id, state_dir)
-        after, problems = _render(head, device_id, state_dir)
+        before, _ = _render(base, device_id, state_dir, base_cache)
+        after, problems = _render(head, device_id, state_dir, head_cache)
         findings.update(problems)
         if findings:
             continue

@@ -8,41 +8,18 @@ on the clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
+from support.agente2e import Start, config, converged, web
 from support.gitserver import GitDaemon
 from support.wait import wait_for
 
-from e2e.agentproc import AgentProcess, Fleet, git_daemon_on, managed
+from e2e.agentproc import Fleet, git_daemon_on
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-Start = Callable[..., AgentProcess]
-
-
-def config(fleet: Fleet, daemon: GitDaemon, **extra: object) -> dict[str, object]:
-    return {
-        "device": fleet.device,
-        "repo": daemon.url(fleet.name),
-        "pollInterval": "1s",
-        "maxBackoff": "3s",
-        **extra,
-    }
-
-
-def converged(agent: AgentProcess, revision: str) -> dict[str, Any]:
-    status = agent.status()
-    ok = status.get("outcome") == "succeeded" and status.get("applied_revision") == revision
-    return status if ok else {}
-
-
-def web(client: docker.DockerClient, fleet: Fleet) -> tuple[str, str, str]:
-    return managed(client, fleet.device).get(f"{fleet.device}_app_web", ("", "", ""))
 
 
 class TestConverge:

@@ -19,13 +19,13 @@ from typing import Any
 
 import docker
 import pytest
+from support.agente2e import Start, config, converged
 from support.crash import ROLLBACK_POINTS, UPDATE_POINTS
 from support.gitserver import GitDaemon
 from support.registry import Registry
 from support.wait import wait_for
 
 from e2e.agentproc import AgentProcess, Fleet, labelled
-from e2e.test_agent import Start, config, converged
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import docker
 import pytest
+from support.agente2e import Start, config, converged, web
 from support.gitserver import GitDaemon
 from support.wait import wait_for
 
 from e2e.agentproc import AgentProcess, Fleet, allowed_signers, keygen
-from e2e.test_agent import Start, config, converged, web
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -9,11 +9,11 @@ import subprocess
 import sys
 
 import pytest
+from support.agente2e import Start, config, converged
 from support.gitserver import GitDaemon
 from support.wait import wait_for
 
 from e2e.agentproc import AgentProcess, Fleet
-from e2e.test_agent import Start, config, converged
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import docker
 import pytest
+from support.agente2e import Start, converged, web
 from support.gitserver import git
 from support.wait import wait_for
 
 from e2e.agentproc import AgentProcess, Fleet, allowed_signers, keygen, labelled
-from e2e.test_agent import Start, converged, web
 from reconciler.source.bundle import BUNDLE_REPO, create_bundle
 from reconciler.source.bundle_format import GIT_BUNDLE
 
