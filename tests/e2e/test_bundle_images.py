@@ -22,13 +22,13 @@ from typing import Any
 import docker
 import docker.errors
 import pytest
+from support.agente2e import BUNDLE_NOW as NOW
+from support.agente2e import Start, converged, refused, web
 from support.airgap import layered, rewrite
 from support.engine import ImageBuilder
 from support.wait import wait_for
 
 from e2e.agentproc import Fleet, allowed_signers, keygen
-from e2e.test_agent import Start, converged, web
-from e2e.test_bundle_watch import NOW, refused
 from reconciler.cli.bundle_images import wanted_images
 from reconciler.source.bundle import BUNDLE_REPO, create_bundle
 from reconciler.source.bundletar import read_manifest

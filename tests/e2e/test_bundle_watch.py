@@ -11,24 +11,23 @@ from __future__ import annotations
 import shutil
 import tarfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
-from support.agente2e import Start, converged, web
+from support.agente2e import BUNDLE_NOW, Start, converged, refused, web
 from support.gitserver import git
 from support.wait import wait_for
 
-from e2e.agentproc import AgentProcess, Fleet, allowed_signers, keygen, labelled
+from e2e.agentproc import Fleet, allowed_signers, keygen, labelled
 from reconciler.source.bundle import BUNDLE_REPO, create_bundle
 from reconciler.source.bundle_format import GIT_BUNDLE
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
+NOW = BUNDLE_NOW
 
 
 class Bundles:
@@ -57,12 +56,6 @@ class Bundles:
             cut = member.offset_data + member.size // 2
         target.write_bytes(bundle.read_bytes()[:cut])
         return time.monotonic()
-
-
-def refused(agent: AgentProcess, name: str) -> dict[str, Any]:
-    status = agent.status()
-    ok = status.get("outcome") == "rejected" and name in str(status.get("reason"))
-    return status if ok else {}
 
 
 class TestBundleWatch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -31,3 +32,14 @@ def converged(agent: AgentProcess, revision: str) -> dict[str, Any]:
 
 def web(client: docker.DockerClient, fleet: Fleet) -> tuple[str, str, str]:
     return managed(client, fleet.device).get(f"{fleet.device}_app_web", ("", "", ""))
+
+
+BUNDLE_NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
+"""The creation time of the bundles the watch-folder tests make."""
+
+
+def refused(agent: AgentProcess, name: str) -> dict[str, Any]:
+    """The agent's status once it refused the bundle file ``name`` (else ``{}``)."""
+    status = agent.status()
+    ok = status.get("outcome") == "rejected" and name in str(status.get("reason"))
+    return status if ok else {}
