@@ -21,7 +21,6 @@ Exit 1 on any error (a dirty clone, an unknown wave, a pin that is not an ancest
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from dataclasses import replace
@@ -32,6 +31,7 @@ from typing import Any
 from reconciler.cli import EXIT_OK, add_output_flag, checkout_repo
 from reconciler.cli.fleet import add_broker_flags, collect
 from reconciler.cli.impact import review
+from reconciler.cli.output import emit
 from reconciler.decide.waves import Evidence, Verdict, gate, short
 from reconciler.errors import Finding, ManifestError, SourceError, UsageError
 from reconciler.manifests.repository import load_repository
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
         commit_message(verdict, args.reason if args.force else None),
     )
     if args.output == "text":
-        print(f"promoted {verdict.wave} to {verdict.candidate}: commit {sha}")
+        emit([f"promoted {verdict.wave} to {verdict.candidate}: commit {sha}"])
     else:
         print(f"promoted {verdict.wave}: commit {sha}", file=sys.stderr)
     return EXIT_OK
@@ -300,9 +300,9 @@ def _cell(text: str) -> str:
 
 def print_verdict(output: str, verdict: Verdict, already: bool, forced: bool) -> None:
     if output == "json":
-        print(json.dumps(to_json(verdict, already), indent=2, sort_keys=True))
+        emit(to_json(verdict, already), sort_keys=True)
     elif output == "markdown":
-        sys.stdout.write(to_markdown(verdict))
+        emit(to_markdown(verdict))
     if already:
         print(
             f"wave {verdict.wave} already runs {verdict.candidate}; nothing to do", file=sys.stderr
@@ -310,7 +310,7 @@ def print_verdict(output: str, verdict: Verdict, already: bool, forced: bool) ->
         return
     if verdict.met:
         if output == "text":
-            print(f"gate met: promote {verdict.wave} to {verdict.candidate}")
+            emit([f"gate met: promote {verdict.wave} to {verdict.candidate}"])
         return
     word = "warning" if forced else "gate not met"
     for reason in verdict.reasons:
