@@ -21,6 +21,7 @@ from support.gitserver import Origin
 from reconciler.errors import EngineError
 from reconciler.manifests.tree import RepoTree
 from reconciler.model import ObservedState
+from reconciler.plan.steps import TEMP_MARK
 from reconciler.reconcile.converge import ConfigSource
 from reconciler.reconcile.run import PassResult, build_desired, reconcile_once
 from reconciler.store import StateStore
@@ -139,7 +140,8 @@ def running(runtime: FakeRuntime) -> dict[str, FakeContainer]:
 
 
 def creates(runtime: FakeRuntime) -> list[str]:
-    return [name for call, name in runtime.calls if call == "create_container"]
+    """The services' container names created, a temporary name (create before stop) as its own."""
+    return [name.split(TEMP_MARK)[0] for call, name in runtime.calls if call == "create_container"]
 
 
 class TestConverge:
