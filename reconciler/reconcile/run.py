@@ -261,9 +261,13 @@ class _Pass:
         if conv.stage in ("plan", "pull"):
             self.stage = "plan" if conv.stage == "plan" else "apply"
             return self.result("failed-no-change", conv.error or "")
-        if conv.stage == "apply":
+        if conv.stage == "apply" and not (conv.changed and not decided.confirmed):
+            # Nothing running was touched (or this was drift repair): retried with backoff.
             self.stage = "apply"
             return self.result("failed", conv.error or "")
+        if conv.stage == "apply":  # failed after a destructive step: a failed release
+            self.stage = "apply"
+            return self.failed_release(rev, desired, conv.error or "apply failed", tree)
         if held and conv.healthy:
             self.stage = "gate"
             done = conv.summary() if conv.done else None
@@ -278,6 +282,16 @@ class _Pass:
         reason = conv.error or "health gate failed"
         if decided.confirmed:  # drift repair of the last good revision: nothing to return to
             return self.result("failed", reason)
+        return self.failed_release(rev, desired, reason, tree)
+
+    def failed_release(
+        self, rev: str, desired: DesiredState, reason: str, tree: RepoTree
+    ) -> PassResult:
+        """Record ``rev`` as failed (not retried until the desired revision changes), roll back.
+
+        Safety rules 5 and 9: a failed health gate and a step that failed after the old
+        container was stopped or removed are the same failed release.
+        """
         self.log.warning("update.failed", reason=reason)
         self.save(self.record.failed_with(rev, fingerprint(desired), reason, self.clock.now()))
         crashpoint("reconcile.after-failure-recorded")
