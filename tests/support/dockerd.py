@@ -3,7 +3,10 @@
 Other tests share the machine's engine, so a test that kills the engine, fills its disk
 or restarts it runs its own: a second ``dockerd`` with its own ``--data-root``,
 ``--exec-root`` (hence its own managed ``containerd``), pid file and Unix socket, and no
-host networking changes (``--bridge=none --iptables=false --ip-forward=false``).
+host networking changes (``--bridge=none --iptables=false --ip-forward=false``) in a
+network namespace of its own (``unshare --net``: in the host's namespace
+``--bridge=none`` would delete the shared engine's ``docker0``). Registries and Git
+servers on the host's loopback are therefore not reachable from its containers.
 Its busybox test image is copied from the shared engine (``docker save | docker load``).
 The shared engine is never touched. It fails (never skips) when ``dockerd`` is missing.
 """
@@ -45,7 +48,12 @@ class Dockerd:
         (self.root / "exec").mkdir(exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.sock.unlink()
+        # Its own network namespace: a dockerd started with ``--bridge=none`` deletes the
+        # interface ``docker0`` of the namespace it runs in, the shared engine's bridge.
         args = [
+            "unshare",
+            "--net",
+            "--",
             binary,
             f"--data-root={self.data_root}",
             f"--exec-root={self.root / 'exec'}",
