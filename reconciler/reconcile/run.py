@@ -190,12 +190,18 @@ class _Pass:
         """Save the record with the outcome (called in a ``finally``)."""
         outcome, reason = self.outcome
         self.record = self.record.finished(outcome, reason, self.clock.now())
-        self.store.save(self.record)
+        try:
+            self.store.save(self.record)
+        except OSError as e:  # a full disk: the pass already says so, never a traceback
+            self.log.error("record.unsaved", error=_unwritable(e))
         self.log.info("pass.finished", outcome=outcome, reason=reason, stage=self.stage)
 
     def save(self, record: DeviceRecord) -> None:
         self.record = record
-        self.store.save(record)
+        try:
+            self.store.save(record)
+        except OSError as e:
+            raise FleetgateError(_unwritable(e)) from None
 
     # ----------------------------------------------------------------- pipeline
 
@@ -366,6 +372,14 @@ class _Pass:
     def _applied(self, rev: str) -> None:
         self.save(self.record.applied(rev, self.clock.now()))
         crashpoint("reconcile.after-apply")
+
+
+def _unwritable(error: OSError) -> str:
+    """One line for a device record that cannot be written (a full or read-only disk)."""
+    return (
+        f"cannot write the device record under the state directory: "
+        f"{error.strerror or error}; free space there, the next pass retries"
+    )
 
 
 def _join(*parts: str | None) -> str:
