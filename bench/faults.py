@@ -193,6 +193,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--classes", default=",".join(CLASSES))
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--minutes", type=float, default=None, help="stop starting trials after")
     args = parser.parse_args()
     random.seed(args.seed)
     classes = args.classes.split(",")
@@ -208,6 +209,8 @@ def main() -> int:
             private.start()
             private.load_image(shared, image)
             for n in range(args.trials):
+                if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
+                    break
                 kind = classes[n % len(classes)]
                 problem = trial(kind, n, shared=shared, image=image, tmp=Path(t), private=private)
                 tally[kind, "ok" if problem is None else "wrong"] += 1
@@ -221,7 +224,8 @@ def main() -> int:
     for kind in classes:
         ok, bad = tally[kind, "ok"], tally[kind, "wrong"]
         print(f"{kind:<12} {ok + bad:>6} {ok:>4} {bad:>5}")
-    print(f"{args.trials} trials in {elapsed:.0f}s ({elapsed / max(args.trials, 1):.1f}s each)")
+    done = sum(tally.values())
+    print(f"{done} trials in {elapsed:.0f}s ({elapsed / max(done, 1):.1f}s each)")
     for line in wrong:
         print("WRONG", line)
     return 1 if wrong else 0
