@@ -141,7 +141,7 @@ def trial(
         for _ in range(3):
             if apply(fleet, state, host) == 0:
                 break
-        return check(client, fleet, state, foreign.id, keep)
+        return check(client, fleet, state, foreign.id, keep, engine_restarted=on_private)
     finally:
         if held is not None:
             held.close()
@@ -151,7 +151,12 @@ def trial(
 
 
 def check(client: docker.DockerClient, fleet: FleetRepo, state: Path, foreign: str,
-          keep: Path) -> str | None:  # fmt: skip
+          keep: Path, *, engine_restarted: bool) -> str | None:  # fmt: skip
+    """What is wrong with the end state, or ``None``.
+
+    The foreign container must still run, or, when the engine itself was killed (which
+    stops it; fleetgate must not start it again), still exist, stopped.
+    """
     record = StateStore(state, fleet.device).load()
     failed = {f.revision for f in record.failed}
     desired = build_desired(RepoTree(fleet.path), fleet.head, fleet.device, str(state))
@@ -171,9 +176,12 @@ def check(client: docker.DockerClient, fleet: FleetRepo, state: Path, foreign: s
             return f"{name}: {status}, hash {'ok' if digest == want[name] else 'wrong'}"
     if keep.read_text() != "plant":
         return "data file changed"
-    if client.containers.get(foreign).status != "running":
-        return "foreign container touched"
-    return None
+    with contextlib.suppress(docker.errors.NotFound):
+        status = client.containers.get(foreign).status
+        if status in ({"running", "exited"} if engine_restarted else {"running"}):
+            return None
+        return f"foreign container touched ({status})"
+    return "foreign container removed"
 
 
 def cleanup(client: docker.DockerClient, device: str) -> None:
