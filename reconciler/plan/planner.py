@@ -18,7 +18,9 @@ Order of a plan, and why:
    restart policy would not restart it); ``dead`` → remove+create+start; config hash or
    name differs → create under a temporary name, then stop+remove the old one, rename
    the new one, start it (create before stop: a failed create touches nothing running;
-   a container that does not run is simply removed first); extra containers of one
+   a container that does not run is simply removed first; a service with an explicit
+   ``container_name`` takes the same path: Docker only needs names unique, and the real
+   name is taken over after the old container is removed); extra containers of one
    service (crash leftovers, a temporary name among them) → stop+remove. A dependency
    that is started in this plan and named with ``service_healthy`` /
    ``service_completed_successfully`` gets a ``wait-healthy`` before its dependent starts.
