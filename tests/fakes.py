@@ -192,18 +192,19 @@ class FakeRuntime:
         self.calls.append(("create_volume", spec.name))
         self.volumes.setdefault(spec.name, ObservedVolume(name=spec.name, stack=stack))
 
-    def create_container(self, spec: ServiceSpec, revision: str) -> str:
-        self.calls.append(("create_container", spec.container_name))
-        holder = self.by_name(spec.container_name)
+    def create_container(self, spec: ServiceSpec, revision: str, name: str | None = None) -> str:
+        cname = name or spec.container_name
+        self.calls.append(("create_container", cname))
+        holder = self.by_name(cname)
         if holder is not None:
             if not holder.device:
-                raise NameConflict(f"container name {spec.container_name} is taken")
-            raise EngineError(f"conflict: name {spec.container_name} is in use")
+                raise NameConflict(f"container name {cname} is taken")
+            raise EngineError(f"conflict: name {cname} is in use")
         if not image_present(spec.image, self.images.values()):
             raise EngineError(f"no such image: {spec.image}")
         c = FakeContainer(
             id=self._new_id(),
-            name=spec.container_name,
+            name=cname,
             device=spec.device,
             stack=spec.stack,
             service=spec.service,
@@ -217,6 +218,13 @@ class FakeRuntime:
         )
         self.containers[c.id] = c
         return c.id
+
+    def rename_container(self, container: str, new_name: str) -> None:
+        self.calls.append(("rename_container", container))
+        c = self._find(container)
+        if self.by_name(new_name) is not None:
+            raise NameConflict(f"container name {new_name} is taken")
+        c.name = new_name
 
     def start_container(self, container_id: str) -> None:
         self.calls.append(("start_container", container_id))

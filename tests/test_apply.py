@@ -83,18 +83,20 @@ def _bumped() -> tuple[DesiredState, FakeRuntime]:
 
 class TestOrder:
     def test_steps_run_in_plan_order(self) -> None:
-        """A recreate pulls, stops, removes, creates and starts, in exactly that order."""
+        """A recreate pulls, creates beside the old one, stops and removes it, renames, starts."""
         state, rt = _bumped()
         with capture_logs():
             result = run(plan(state, rt.observe(DEVICE)), rt)
         assert [name for name, _ in rt.calls] == [
             "pull",
+            "create_container",
             "stop_container",
             "remove_container",
-            "create_container",
+            "rename_container",
             "start_container",
         ]
-        assert [s.kind for s in result.steps_done] == ["pull", "stop", "remove", "create", "start"]
+        kinds = [s.kind for s in result.steps_done]
+        assert kinds == ["pull", "create", "stop", "remove", "rename", "start"]
         assert result.removed == ("c1",)
         assert result.created == (container(rt, "line-collector").id,)
 
@@ -102,7 +104,7 @@ class TestOrder:
         """Apply refuses to run a plan whose pulls do not all come first, before doing anything."""
         state, rt = _bumped()
         p = plan(state, rt.observe(DEVICE))
-        swapped = Plan(steps=(p.steps[1], p.steps[0], *p.steps[2:]), device=DEVICE)
+        swapped = Plan(steps=(p.steps[2], p.steps[0], p.steps[1], *p.steps[3:]), device=DEVICE)
         assert isinstance(swapped.steps[0], StopContainer)
         with pytest.raises(ValueError, match="pulls an image after"):
             run(swapped, rt)

@@ -196,7 +196,8 @@ class TestNetworks:
         rt.add_network("s-old", DEVICE, "s")
         p = plan(desired(stack("s", service("s", "x"))), rt.observe(DEVICE))
         assert p.describe()[-1] == "remove network s-old: network removed from stack"
-        assert p.describe()[0] == "stop s/x (s-x): config-hash changed: networks"
+        assert p.describe()[0].startswith("create s/x as s-x-fgnew-")
+        assert p.describe()[1] == "stop s/x (s-x): config-hash changed: networks"
 
     def test_containers_being_removed_are_left_to_the_engine(self) -> None:
         """A container in state removing is neither removed again nor replaced this pass."""

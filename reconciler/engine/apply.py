@@ -17,9 +17,9 @@ stopped or written. ``mkdir`` and config writes then walk with ``O_NOFOLLOW``
 (:mod:`reconciler.statedir`), and the engine checks the binds again right before it
 creates the container.
 
-Named crash points (``after-pull``, ``after-config``, ``after-stop``, ``after-remove``,
-``after-create``, ``before-start``, ``after-start``) let crash tests kill the process
-at exact points; they do nothing unless ``FLEETGATE_CRASH_AT`` is set.
+Named crash points (``after-pull``, ``after-config``, ``after-create``, ``after-stop``,
+``after-remove``, ``after-rename``, ``before-start``, ``after-start``) let crash tests
+kill the process at exact points; they do nothing unless ``FLEETGATE_CRASH_AT`` is set.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from reconciler.plan.steps import (
     PullImage,
     RemoveContainer,
     RemoveNetwork,
+    RenameContainer,
     StartContainer,
     Step,
     StopContainer,
@@ -94,6 +95,7 @@ def apply(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     poll_interval: float = 1.0,
+    on_step: Callable[[Step], None] | None = None,
 ) -> ApplyResult:
     """Execute ``plan`` against ``runtime`` in order; raise on the first failing step.
 
@@ -101,6 +103,8 @@ def apply(
     Raises whatever the runtime raises (``EngineError``, ``ImageUnavailable``),
     ``HealthError`` when a dependency does not become healthy in time, and
     ``SourceError`` when a config file's content does not match its rendered digest.
+    ``on_step`` is told of each step once it has been applied (the caller learns how far
+    a failed plan got: whether anything running was touched).
     """
     _check_pulls_first(plan)
     _check_state_paths(plan)
@@ -115,6 +119,8 @@ def apply(
             raise
         log.info("step.applied", step=step.kind, reason=step.reason, **fields)
         done.append(step)
+        if on_step is not None:
+            on_step(step)
     return ApplyResult(tuple(done), tuple(ctx.created), tuple(ctx.removed))
 
 
@@ -181,11 +187,15 @@ def _execute(step: Step, ctx: _Pass) -> Mapping[str, object]:
             ctx.removed.append(cid)
             crashpoint("after-remove")
             return {"service": f"{stack}/{service}", "container": step.name}
-        case CreateContainer(spec=sspec, revision=revision):
-            new_id = runtime.create_container(sspec, revision)
+        case CreateContainer(spec=sspec, revision=revision, name=temp):
+            new_id = runtime.create_container(sspec, revision, temp or None)
             ctx.created.append(new_id)
             crashpoint("after-create")
             return {"service": f"{sspec.stack}/{sspec.service}", "container": new_id}
+        case RenameContainer(name=old_name, new_name=new_name, stack=stack, service=service):
+            runtime.rename_container(old_name, new_name)
+            crashpoint("after-rename")
+            return {"service": f"{stack}/{service}", "container": new_name}
         case StartContainer(name=name, stack=stack, service=service):
             crashpoint("before-start")
             runtime.start_container(name)

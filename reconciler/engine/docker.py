@@ -230,29 +230,32 @@ class DockerEngine:
 
     # --------------------------------------------------------------- containers
 
-    def create_container(self, spec: ServiceSpec, revision: str) -> str:
+    def create_container(self, spec: ServiceSpec, revision: str, name: str | None = None) -> str:
         """Create (not start) the container and connect its extra networks; return its id.
 
-        A state-directory bind source with a symlink component is refused first
-        (:class:`~reconciler.errors.PlantedLink`): the engine would follow it on the host.
+        ``name`` (a temporary name while the old container runs) replaces
+        ``spec.container_name``. A state-directory bind source with a symlink component
+        is refused first (:class:`~reconciler.errors.PlantedLink`): the engine would
+        follow it on the host.
         """
         statedir.check_binds(spec)
         body = engine_spec.container_config(spec, revision)
+        cname = name or spec.container_name
         try:
             created = self.api.create_container_from_config(
-                body, name=spec.container_name, platform=spec.platform
+                body, name=cname, platform=spec.platform
             )
         except docker.errors.APIError as e:
             if e.status_code == 409:
                 raise NameConflict(
-                    f"container name {spec.container_name} is taken by a container "
+                    f"container name {cname} is taken by a container "
                     "fleetgate does not own; rename or remove it"
                 ) from e
             if e.status_code == 404 and "image" in one_line(e).lower():
                 raise ImageUnavailable(spec.image, "not present locally") from e
-            fail(f"creating container {spec.container_name}", e)
+            fail(f"creating container {cname}", e)
         except DOCKER_ERRORS as e:
-            fail(f"creating container {spec.container_name}", e)
+            fail(f"creating container {cname}", e)
         container_id = str(created["Id"])
         try:
             for attachment in engine_spec.extra_network_attachments(spec):
@@ -265,8 +268,22 @@ class DockerEngine:
                 )
         except DOCKER_ERRORS as e:
             self._discard(container_id)
-            fail(f"connecting {spec.container_name} to its networks", e)
+            fail(f"connecting {cname} to its networks", e)
         return container_id
+
+    def rename_container(self, container: str, new_name: str) -> None:
+        """Rename a managed container (the swap of create-before-stop)."""
+        try:
+            info = self.api.inspect_container(container)
+            if not managed_by((info.get("Config") or {}).get("Labels")):
+                raise EngineError(f"refusing to rename container {container}: not managed")
+            self.api.rename(info["Id"], new_name)
+        except docker.errors.APIError as e:
+            if e.status_code == 409:
+                raise NameConflict(f"container name {new_name} is taken") from e
+            fail(f"renaming container {container} to {new_name}", e)
+        except DOCKER_ERRORS as e:
+            fail(f"renaming container {container} to {new_name}", e)
 
     def _discard(self, container_id: str) -> None:
         """Best-effort removal of a half-created container (its creation already failed)."""

@@ -47,8 +47,16 @@ class Runtime(Protocol):
 
     def create_volume(self, device: str, stack: str, spec: VolumeSpec) -> None: ...
 
-    def create_container(self, spec: ServiceSpec, revision: str) -> str:
-        """Create (not start) the container with the ``io.fleetgate.*`` labels; return its id."""
+    def create_container(self, spec: ServiceSpec, revision: str, name: str | None = None) -> str:
+        """Create (not start) the container with the ``io.fleetgate.*`` labels; return its id.
+
+        ``name`` (a temporary name) replaces ``spec.container_name`` as the container's
+        name; network aliases stay ``spec.container_name``.
+        """
+        ...
+
+    def rename_container(self, container: str, new_name: str) -> None:
+        """Rename a managed container (id or name); ``NameConflict`` if the name is taken."""
         ...
 
     def start_container(self, container_id: str) -> None: ...

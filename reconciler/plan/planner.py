@@ -16,10 +16,14 @@ Order of a plan, and why:
 4. Per stack (name order), services in ``depends_on`` order: missing → create+start;
    ``created`` → start; ``exited`` → start (unless it completed successfully and its
    restart policy would not restart it); ``dead`` → remove+create+start; config hash or
-   name differs → stop+remove+create+start; extra containers of one service (crash
-   leftovers) → stop+remove. A dependency that is started in this plan and named with
-   ``service_healthy``/``service_completed_successfully`` gets a ``wait-healthy``
-   before its dependent starts.
+   name differs → create under a temporary name, then stop+remove the old one, rename
+   the new one, start it (create before stop: a failed create touches nothing running;
+   a container that does not run is simply removed first; a service with an explicit
+   ``container_name`` takes the same path: Docker only needs names unique, and the real
+   name is taken over after the old container is removed); extra containers of one
+   service (crash leftovers, a temporary name among them) → stop+remove. A dependency
+   that is started in this plan and named with ``service_healthy`` /
+   ``service_completed_successfully`` gets a ``wait-healthy`` before its dependent starts.
 5. Containers nobody desires (stack removed, service removed), then managed networks no
    desired stack uses (after their containers). Volumes and data dirs are never removed.
    Stacks in ``untouched`` (their application holds its update lock) are never pruned.
@@ -53,11 +57,13 @@ from reconciler.plan.steps import (
     PullImage,
     RemoveContainer,
     RemoveNetwork,
+    RenameContainer,
     StartContainer,
     Step,
     StopContainer,
     WaitCondition,
     WaitHealthy,
+    temp_name,
 )
 
 __all__ = [
@@ -71,6 +77,7 @@ __all__ = [
     "PullImage",
     "RemoveContainer",
     "RemoveNetwork",
+    "RenameContainer",
     "StartContainer",
     "Step",
     "StopContainer",
@@ -260,16 +267,28 @@ class _Planner:
             return []
         self._want_image(spec)
         timeout = spec.stop_grace_period
+        rev = self.desired.revision or ""
+        # Create before stop (safety rule 9): a running container keeps its name until
+        # its successor exists under a temporary one; leftovers of a crash go first.
+        swap = primary is not None and primary.name == spec.container_name and (
+            primary.state in _RUNNING_STATES)  # fmt: skip
         out: list[Step] = []
         for c in own:
-            why = reason if c is primary else f"duplicate container of {label}"
-            out.extend(self.take_down(c, why, timeout))
+            if c is not primary or not swap:
+                why = reason if c is primary else f"duplicate container of {label}"
+                out.extend(self.take_down(c, why, timeout))
         holder = self.name_owner.get(spec.container_name)
         if holder is not None and holder.id in self.unwanted:
             out.extend(self.take_down(holder, prune_reason(holder, self.stacks), None))
             del self.unwanted[holder.id]
         self.claimed.add(spec.container_name)
-        out.append(CreateContainer(spec, self.desired.revision or "", reason))
+        if swap and primary is not None:
+            temp = temp_name(spec)
+            out.append(CreateContainer(spec, rev, reason, name=temp))
+            out.extend(self.take_down(primary, reason, timeout))
+            out.append(RenameContainer(temp, spec.container_name, stack.name, spec.service, reason))
+        else:
+            out.append(CreateContainer(spec, rev, reason))
         out.extend(self._waits(stack, spec))
         out.append(StartContainer(spec.container_name, stack.name, spec.service, reason))
         self.started.add(key)

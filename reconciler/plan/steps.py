@@ -152,20 +152,30 @@ class RemoveContainer:
 
 @dataclass(frozen=True, slots=True)
 class CreateContainer:
-    """Create (not start) ``spec.container_name``; labelled with ``revision``."""
+    """Create (not start) ``spec.container_name``; labelled with ``revision``.
+
+    ``name``, when set, is a temporary name (:func:`temp_name`): the new container is
+    created beside the running one and renamed once the old one is gone.
+    """
 
     spec: ServiceSpec
     revision: str
     reason: str
+    name: str = ""
     kind: Literal["create"] = field(default="create", init=False)
 
+    @property
+    def container_name(self) -> str:
+        return self.name or self.spec.container_name
+
     def describe(self) -> str:
-        return f"create {self.spec.stack}/{self.spec.service}: {self.reason}"
+        beside = f" as {self.name}" if self.name else ""
+        return f"create {self.spec.stack}/{self.spec.service}{beside}: {self.reason}"
 
     def to_json(self) -> dict[str, object]:
         # Never the whole spec: environment values may be secrets.
         return {"kind": self.kind, "stack": self.spec.stack, "service": self.spec.service,
-                "name": self.spec.container_name, "image": self.spec.image,
+                "name": self.container_name, "image": self.spec.image,
                 "config_hash": self.spec.config_hash, "revision": self.revision,
                 "reason": self.reason}  # fmt: skip
 
@@ -182,6 +192,34 @@ class StartContainer:
 
     def describe(self) -> str:
         return f"start {self.stack}/{self.service}: {self.reason}"
+
+    def to_json(self) -> dict[str, object]:
+        return scalar_json(self)
+
+
+TEMP_MARK = "-fgnew-"
+"""What a temporary container name carries (``<container_name>-fgnew-<hash>``)."""
+
+
+def temp_name(spec: ServiceSpec) -> str:
+    """The name a service's new container is created under while the old one runs."""
+    digits = "".join(ch for ch in spec.config_hash.split(":")[-1] if ch.isalnum())
+    return f"{spec.container_name}{TEMP_MARK}{digits[:8] or 'x'}"
+
+
+@dataclass(frozen=True, slots=True)
+class RenameContainer:
+    """Give a container created under a temporary name its real name (the old one is gone)."""
+
+    name: str
+    new_name: str
+    stack: str
+    service: str
+    reason: str
+    kind: Literal["rename"] = field(default="rename", init=False)
+
+    def describe(self) -> str:
+        return f"rename {self.stack}/{self.service} {self.name} -> {self.new_name}: {self.reason}"
 
     def to_json(self) -> dict[str, object]:
         return scalar_json(self)
@@ -234,6 +272,7 @@ Step = (
     | StopContainer
     | RemoveContainer
     | CreateContainer
+    | RenameContainer
     | StartContainer
     | WaitHealthy
     | RemoveNetwork

@@ -24,7 +24,7 @@ from reconciler.engine.port import Runtime
 from reconciler.errors import EngineError, HealthError, ImageUnavailable, SourceError
 from reconciler.manifests.tree import RepoTree
 from reconciler.model import DesiredState, ObservedState
-from reconciler.plan.planner import Plan, Step, plan, pull_ahead
+from reconciler.plan.planner import DESTRUCTIVE_KINDS, Plan, Step, plan, pull_ahead
 
 
 class Clock(Protocol):
@@ -58,6 +58,9 @@ class Convergence:
 
     ``stage`` is where it stopped (``done`` when it went through); ``error`` says why
     it stopped early or failed the gate; ``done`` lists the steps that were applied.
+    ``changed``: a step failed after a destructive one ran (something running was
+    stopped or removed), so the failure is a failed release, not a retryable error;
+    ``error`` then names the failing step.
     """
 
     revision: str
@@ -66,6 +69,7 @@ class Convergence:
     stage: ConvergeStage = "done"
     error: str | None = None
     report: health.HealthReport | None = None
+    changed: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -80,6 +84,7 @@ class Convergence:
             "revision": self.revision,
             "stage": self.stage,
             "error": self.error,
+            "changed": self.changed,
             "healthy": self.healthy,
             "steps": [s.to_json() for s in self.done],
             "blocked": [] if self.plan is None else list(self.plan.blocked),
@@ -243,17 +248,22 @@ def converge(
         except (ImageUnavailable, EngineError) as e:
             return Convergence(rev, steps, stage="gate", error=f"{hold}; pulling ahead: {e}")
         return Convergence(rev, steps, done, stage="gate", error=hold)
+    applied: list[Step] = []
     try:
         done = _run(run.early, runtime, configs, log, clock)
         if not steps.is_empty:
             before_apply()
-            done += _run(steps, runtime, configs, log, clock)
+            done += _run(steps, runtime, configs, log, clock, on_step=applied.append)
             on_applied()
-    except ImageUnavailable as e:
-        return Convergence(rev, steps, stage="pull", error=str(e))
     except HealthError as e:
         return Convergence(rev, steps, (*done, *steps.steps), stage="health", error=str(e))
-    except (EngineError, SourceError) as e:
+    except (ImageUnavailable, EngineError, SourceError) as e:
+        if any(s.kind in DESTRUCTIVE_KINDS for s in applied):
+            failed = steps.steps[len(applied)].describe().split(":", 1)[0]
+            why = f"{failed} failed: {e}"
+            return Convergence(rev, steps, tuple(applied), "apply", why, changed=True)
+        if isinstance(e, ImageUnavailable):
+            return Convergence(rev, steps, stage="pull", error=str(e))
         return Convergence(rev, steps, stage="apply", error=str(e))
     if steps.is_empty and not check_unchanged:
         return Convergence(rev, steps, done)
@@ -273,10 +283,18 @@ def converge(
 
 
 def _run(
-    steps: Plan, runtime: Runtime, configs: ConfigReader, log: FilteringBoundLogger, clock: Clock
+    steps: Plan,
+    runtime: Runtime,
+    configs: ConfigReader,
+    log: FilteringBoundLogger,
+    clock: Clock,
+    *,
+    on_step: Callable[[Step], None] | None = None,
 ) -> tuple[Step, ...]:
     """Apply ``steps`` (nothing when empty); the steps done."""
     if steps.is_empty:
         return ()
-    result = apply(steps, runtime, configs, log, clock=clock.monotonic, sleep=clock.sleep)
+    result = apply(
+        steps, runtime, configs, log, clock=clock.monotonic, sleep=clock.sleep, on_step=on_step
+    )
     return result.steps_done

@@ -190,12 +190,18 @@ class _Pass:
         """Save the record with the outcome (called in a ``finally``)."""
         outcome, reason = self.outcome
         self.record = self.record.finished(outcome, reason, self.clock.now())
-        self.store.save(self.record)
+        try:
+            self.store.save(self.record)
+        except OSError as e:  # a full disk: the pass already says so, never a traceback
+            self.log.error("record.unsaved", error=_unwritable(e))
         self.log.info("pass.finished", outcome=outcome, reason=reason, stage=self.stage)
 
     def save(self, record: DeviceRecord) -> None:
         self.record = record
-        self.store.save(record)
+        try:
+            self.store.save(record)
+        except OSError as e:
+            raise FleetgateError(_unwritable(e)) from None
 
     # ----------------------------------------------------------------- pipeline
 
@@ -255,8 +261,13 @@ class _Pass:
         self.update = conv
         if wait is not None:
             self.next_window = wait.next_window
+        if conv.stage == "apply" and conv.changed and not decided.confirmed:
+            # Failed after a destructive step of an update: a failed release (rule 9).
+            self.stage = "apply"
+            return self.failed_release(rev, desired, conv.error or "apply failed", tree)
         stopped = STOPPED_AT.get(conv.stage)
         if stopped is not None:
+            # Nothing running was touched (or this was drift repair): see STOPPED_AT.
             self.stage, outcome = stopped
             why = _join(conv.error, lock_reason) if outcome == "waiting" else conv.error or ""
             return self.result(outcome, why)
@@ -274,6 +285,16 @@ class _Pass:
         reason = conv.error or "health gate failed"
         if decided.confirmed:  # drift repair of the last good revision: nothing to return to
             return self.result("failed", reason)
+        return self.failed_release(rev, desired, reason, tree)
+
+    def failed_release(
+        self, rev: str, desired: DesiredState, reason: str, tree: RepoTree
+    ) -> PassResult:
+        """Record ``rev`` as failed (not retried until the desired revision changes), roll back.
+
+        Safety rules 5 and 9: a failed health gate and a step that failed after the old
+        container was stopped or removed are the same failed release.
+        """
         self.log.warning("update.failed", reason=reason)
         self.save(self.record.failed_with(rev, fingerprint(desired), reason, self.clock.now()))
         crashpoint("reconcile.after-failure-recorded")
@@ -348,6 +369,14 @@ class _Pass:
     def _applied(self, rev: str) -> None:
         self.save(self.record.applied(rev, self.clock.now()))
         crashpoint("reconcile.after-apply")
+
+
+def _unwritable(error: OSError) -> str:
+    """One line for a device record that cannot be written (a full or read-only disk)."""
+    return (
+        f"cannot write the device record under the state directory: "
+        f"{error.strerror or error}; free space there, the next pass retries"
+    )
 
 
 def _join(*parts: str | None) -> str:

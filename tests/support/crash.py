@@ -10,9 +10,10 @@ from __future__ import annotations
 UPDATE_POINTS = (
     "after-pull",
     "after-config",
+    "after-create",
     "after-stop",
     "after-remove",
-    "after-create",
+    "after-rename",
     "before-start",
     "after-start",
     "reconcile.after-attempt",

@@ -11,6 +11,7 @@ import yaml
 from fakes import FakeContainer, FakeRuntime
 
 from reconciler.manifests.tree import RepoTree
+from reconciler.plan.steps import TEMP_MARK
 from reconciler.reconcile.run import PassResult, reconcile_once
 from reconciler.store import StateStore
 from support.gitserver import Origin
@@ -114,4 +115,5 @@ def running(runtime: FakeRuntime) -> dict[str, FakeContainer]:
 
 
 def creates(runtime: FakeRuntime) -> list[str]:
-    return [name for call, name in runtime.calls if call == "create_container"]
+    """The services' container names created, a temporary name (create before stop) as its own."""
+    return [name.split(TEMP_MARK)[0] for call, name in runtime.calls if call == "create_container"]

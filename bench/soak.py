@@ -1,0 +1,108 @@
+"""Soak the agent: N passes with drift every K passes; RSS, open fds and threads at start and end.
+
+The agent is built exactly as ``fleetgate agent`` builds it (bench/agent.py's child: the
+Docker engine, the event stream, the status HTTP server, the status file) on a fleet
+served by ``git daemon`` on 127.0.0.1. Every ``--drift-every`` passes the ``mqtt``
+container is removed behind the agent's back and the next pass (nudged as an engine
+event would) must put it back. Printed: RSS (``VmRSS``), open file descriptors and
+threads after the first converged pass and after the last one, and how many drift
+repairs converged.
+
+    .venv/bin/python bench/soak.py [--passes 10000] [--drift-every 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import docker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from agent import RUN, Fleet, build_image, cleanup, git_daemon, vm_kb, wait_for
+
+from reconciler.agent.config import load_config
+from reconciler.agent.loop import Agent, FileStatus
+from reconciler.agent.triggers import EngineEventWatch, Wakeup
+from reconciler.engine.docker import DockerEngine
+from reconciler.report.http import StatusServer
+from reconciler.report.logs import configure_logging
+from reconciler.store import StateStore
+
+
+def gauges() -> dict[str, int]:
+    return {
+        "rss_kb": vm_kb("VmRSS"),
+        "fds": len(list(Path("/proc/self/fd").iterdir())),
+        "threads": threading.active_count(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--passes", type=int, default=10_000)
+    parser.add_argument("--drift-every", type=int, default=100)
+    args = parser.parse_args()
+    configure_logging(json=True, level="error")
+    client = docker.from_env(timeout=120)
+    device = f"soak-{RUN}"
+    tmp = Path(tempfile.mkdtemp(prefix="fleetgate-soak-"))
+    try:
+        Fleet(tmp / "served", device, build_image(client))
+        with git_daemon(tmp / "served") as port:
+            flags = {"device": device, "repo": f"git://127.0.0.1:{port}/fleet"}
+            flags |= {"stateDir": str(tmp / "state"), "statusListen": "127.0.0.1:0"}
+            config = load_config(None, {}, flags)
+            wakeup = Wakeup()
+            watcher = EngineEventWatch(DockerEngine(), device, wakeup)
+            agent = Agent(
+                config,
+                runtime=DockerEngine(),
+                store=StateStore(config.state_dir, device),
+                publisher=FileStatus(config.state_dir),
+                wakeup=wakeup,
+                events_connected=watcher.connected,
+            )
+            server = StatusServer(config.status_listen, agent.status, agent.nudge)
+            server.start()
+            watcher.start()
+            wait_for(watcher.connected.is_set, 30, "docker events")
+            first = agent.run_pass(frozenset({"start"}))
+            assert first.outcome == "succeeded", first.reason
+            start, t0 = gauges(), time.monotonic()
+            repaired = drifts = 0
+            for n in range(1, args.passes + 1):
+                reasons: frozenset[str] = frozenset()
+                if n % args.drift_every == 0:
+                    drifts += 1
+                    for c in client.containers.list(filters={"name": f"{device}_mqtt"}):
+                        c.remove(force=True)
+                    reasons = frozenset({"engine-event"})
+                status = agent.run_pass(reasons)
+                if reasons and client.containers.list(filters={"name": f"{device}_mqtt"}):
+                    repaired += 1
+                    assert status.outcome == "succeeded", status.reason
+            wall = time.monotonic() - t0
+            end = gauges()
+            server.stop()
+            watcher.stop()
+        per = wall / args.passes * 1000
+        print(f"passes {args.passes}, drift every {args.drift_every}: "
+              f"{repaired}/{drifts} drifts repaired, {wall:.0f}s ({per:.1f} ms/pass)")  # fmt: skip
+        print(f"{'':8} {'rss_kb':>8} {'fds':>5} {'threads':>7}")
+        for name, g in (("start", start), ("end", end)):
+            print(f"{name:8} {g['rss_kb']:>8} {g['fds']:>5} {g['threads']:>7}")
+        return 0 if repaired == drifts else 1
+    finally:
+        cleanup(client, device)
+        os.system(f"rm -rf {tmp}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
