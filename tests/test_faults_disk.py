@@ -13,9 +13,9 @@ from pathlib import Path
 
 import docker
 import pytest
-from test_cli_apply import fleetgate, target
-from test_reconcile import FleetRepo
-from test_reconcile_docker import managed
+from support.cliproc import fleetgate, target
+from support.enginepass import managed
+from support.passes import FleetRepo
 
 pytestmark = pytest.mark.docker
 

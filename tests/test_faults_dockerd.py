@@ -14,10 +14,10 @@ from pathlib import Path
 
 import docker
 import pytest
+from support.cliproc import fleetgate, target
 from support.dockerd import Dockerd, private_engine
-from test_cli_apply import fleetgate, target
-from test_reconcile import FleetRepo
-from test_reconcile_docker import apply_once, managed
+from support.enginepass import apply_once, managed
+from support.passes import FleetRepo
 
 from reconciler.engine.docker import DockerEngine
 from reconciler.plan.steps import TEMP_MARK

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import docker
 import pytest
-from test_reconcile import FleetRepo
-from test_reconcile_docker import apply_once, managed
+from support.enginepass import apply_once, managed
+from support.passes import FleetRepo
 
 from reconciler.engine.docker import DockerEngine
 from reconciler.store import StateStore

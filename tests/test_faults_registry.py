@@ -14,10 +14,10 @@ from pathlib import Path
 import docker
 import pytest
 from support.engine import ImageBuilder
+from support.enginepass import apply_once, managed
+from support.passes import FleetRepo
 from support.registry import Registry
 from support.tcpproxy import TcpProxy
-from test_reconcile import FleetRepo
-from test_reconcile_docker import apply_once, managed
 
 from reconciler.engine.docker import DockerEngine
 

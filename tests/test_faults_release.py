@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from fakes import FakeContainer
-from test_reconcile import DEVICE, FleetRepo, ImageRuntime, run_pass, running
+from support.passes import DEVICE, FleetRepo, ImageRuntime, run_pass, running
 
 from reconciler.errors import EngineError
 from reconciler.manifests.tree import RepoTree

@@ -13,13 +13,11 @@ import docker
 import docker.errors
 import pytest
 from support.engine import ImageBuilder
+from support.enginepass import apply_once, managed
 from support.passes import FleetRepo
 from support.registry import Registry
 
 from reconciler.engine.docker import DockerEngine
-from reconciler.manifests.tree import RepoTree
-from reconciler.reconcile.run import PassResult, reconcile_once
-from reconciler.store import StateStore
 
 pytestmark = pytest.mark.docker
 
@@ -48,26 +46,6 @@ def crash_image(image_builder: ImageBuilder) -> str:
 def sick_image(image_builder: ImageBuilder) -> str:
     """Runs, but the fixture's app healthcheck reports it unhealthy (/unhealthy exists)."""
     return image_builder.build("sick", 'FROM {base}\nRUN ["touch", "/unhealthy"]\n')
-
-
-def apply_once(fleet: FleetRepo, engine: DockerEngine, state: Path, **kw: object) -> PassResult:
-    return reconcile_once(
-        tree=RepoTree(fleet.path),
-        revision=fleet.head,
-        device=fleet.device,
-        state_dir=state,
-        runtime=engine,
-        store=StateStore(state, fleet.device),
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-def managed(client: docker.DockerClient, device: str) -> dict[str, tuple[str, str, str]]:
-    """name -> (id, status, config hash) of every container managed for ``device``."""
-    found = client.containers.list(
-        all=True, filters={"label": [f"io.fleetgate.device={device}", "io.fleetgate.managed=true"]}
-    )
-    return {c.name: (c.id, c.status, c.labels.get("io.fleetgate.config-hash", "")) for c in found}
 
 
 def ids(client: docker.DockerClient, device: str) -> dict[str, str]:
