@@ -32,9 +32,10 @@ RUN if ! command -v python3 >/dev/null || ! command -v git >/dev/null \
     fi
 COPY site/ /usr/local/lib/python3.11/dist-packages/
 COPY bin/fleetgate /usr/local/bin/fleetgate
+# No FLEETGATE_STATE_DIR here: the environment wins over agent.yaml's stateDir, and the
+# default is /var/lib/fleetgate already.
 ENV PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    FLEETGATE_STATE_DIR=/var/lib/fleetgate
+    PYTHONDONTWRITEBYTECODE=1
 VOLUME ["/var/lib/fleetgate"]
 # Status, metrics and health (statusListen); publish it only if you need it off-box.
 EXPOSE 9180

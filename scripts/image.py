@@ -48,10 +48,29 @@ MIRROR = "http://deb.debian.org/debian"
 # SSH-signed commits), gpg (GPG-signed commits), CA certificates (https:// fleets).
 PACKAGES = ("python3", "git", "openssh-client", "gpg", "ca-certificates")
 # Removed from the base: documentation, manuals, translations, apt's caches.
-TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
-        "usr/share/lintian", "var/cache/apt", "var/lib/apt/lists", "debootstrap",
-        *(f"usr/lib/git-core/{tool}" for tool in ("git-daemon", "git-http-backend", "git-shell",
-          "git-imap-send", "git-http-push", "scalar")), "usr/bin/git-shell", "usr/bin/scalar")  # fmt: skip
+TRIM = (
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/lintian",
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "debootstrap",
+    *(
+        f"usr/lib/git-core/{tool}"
+        for tool in (
+            "git-daemon",
+            "git-http-backend",
+            "git-shell",
+            "git-imap-send",
+            "git-http-push",
+            "scalar",
+        )
+    ),
+    "usr/bin/git-shell",
+    "usr/bin/scalar",
+)
 # git depends on perl only for porcelain the agent never runs (add -i, send-email, svn):
 # purged, with git's manual. About 50 MB.
 PURGE = ("git-man", "liberror-perl", "perl", "perl-modules-5.36", "libperl5.36")
@@ -72,8 +91,11 @@ class Target:
 
 def _manylinux(arch: str) -> tuple[str, ...]:
     # bookworm has glibc 2.36: every manylinux_2_x up to it, newest first.
-    return (*(f"manylinux_2_{m}_{arch}" for m in range(36, 16, -1)), f"manylinux2014_{arch}",
-            f"linux_{arch}")  # fmt: skip
+    return (
+        *(f"manylinux_2_{m}_{arch}" for m in range(36, 16, -1)),
+        f"manylinux2014_{arch}",
+        f"linux_{arch}",
+    )
 
 
 TARGETS = {
@@ -103,8 +125,9 @@ def run(*cmd: str | Path, log: Path | None = None, **kw: object) -> str:
             f.write(f"$ {' '.join(args)}\n{proc.stdout}{proc.stderr}\n")
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
-        raise BuildError(f"{args[0]} {args[1] if len(args) > 1 else ''} failed "
-                         f"(exit {proc.returncode}):\n{tail}")  # fmt: skip
+        raise BuildError(
+            f"{args[0]} {args[1] if len(args) > 1 else ''} failed (exit {proc.returncode}):\n{tail}"
+        )
     return str(proc.stdout)
 
 
@@ -141,7 +164,8 @@ def register_binfmt(target: Target) -> None:
 
 
 def base_key(target: Target) -> str:
-    text = f"{BASE_RECIPE} {SUITE} {target.deb_arch} {' '.join(PACKAGES)} {' '.join(TRIM)} {' '.join(PURGE)}"
+    lists = " ".join(" ".join(names) for names in (PACKAGES, TRIM, PURGE))
+    text = f"{BASE_RECIPE} {SUITE} {target.deb_arch} {lists}"
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
@@ -152,11 +176,17 @@ def base_image(target: Target, cache: Path, logs: Path) -> str:
     tarball = cache / f"base-{SUITE}-{target.deb_arch}-{key}.tar"
     if not tarball.exists():
         debootstrap(target, tarball, logs)
-    present = subprocess.run(["docker", "image", "inspect", tag], capture_output=True,
-                             check=False).returncode == 0  # fmt: skip
+    present = (
+        subprocess.run(
+            ["docker", "image", "inspect", tag], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
     if not present:
         say(f"docker import {tarball.name} -> {tag}")
-        run("docker", "import", "--platform", target.platform, tarball, tag, log=logs / "import.log")
+        run(
+            "docker", "import", "--platform", target.platform, tarball, tag, log=logs / "import.log"
+        )
     return tag
 
 
@@ -167,8 +197,11 @@ def debootstrap(target: Target, tarball: Path, logs: Path) -> None:
     log = logs / f"debootstrap-{target.deb_arch}.log"
     say(f"debootstrap {SUITE} {target.deb_arch} (once; log: {log})")
     try:
-        common = ("--variant=minbase", f"--include={','.join(PACKAGES)}",
-                  f"--arch={target.deb_arch}")  # fmt: skip
+        common = (
+            "--variant=minbase",
+            f"--include={','.join(PACKAGES)}",
+            f"--arch={target.deb_arch}",
+        )
         if target.platform == HOST:
             run(*as_root("debootstrap", *common, SUITE, rootfs, MIRROR), log=log)
         else:
@@ -184,8 +217,10 @@ def debootstrap(target: Target, tarball: Path, logs: Path) -> None:
         part.replace(tarball)
     finally:
         run(*as_root("rm", "-rf", rootfs))
-    say(f"base {target.deb_arch}: {time.monotonic() - started:.0f}s, "
-        f"{tarball.stat().st_size / 1e6:.0f} MB tarball")  # fmt: skip
+    say(
+        f"base {target.deb_arch}: {time.monotonic() - started:.0f}s, "
+        f"{tarball.stat().st_size / 1e6:.0f} MB tarball"
+    )
 
 
 # --- 2. the site-packages tree -------------------------------------------------------
@@ -211,8 +246,21 @@ def wheels(target: Target, work: Path, logs: Path) -> list[Path]:
     pins = sorted({_pin(w) for w in host.glob("*.whl")})
     exact = [f"{n}=={v}" for n, v in pins if n not in PURE_FALLBACK]
     tags = [a for t in target.wheel_tags for a in ("--platform", t)]
-    target_args = ("--only-binary=:all:", "--no-deps", *tags, "--python-version", "3.11",
-                   "--implementation", "cp", "--abi", "cp311", "--abi", "abi3", "--abi", "none")  # fmt: skip
+    target_args = (
+        "--only-binary=:all:",
+        "--no-deps",
+        *tags,
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+    )
     run(*pip, "download", *target_args, "-d", out, *exact, log=log)
     for name, ver in pins:
         if name not in PURE_FALLBACK:
@@ -254,8 +302,12 @@ def stage(target: Target, context: Path, work: Path, logs: Path) -> None:
     for junk in (*site.rglob("__pycache__"), *site.glob("*/tests")):
         shutil.rmtree(junk, ignore_errors=True)
     if sys.version_info[:2] == (3, 11):  # Debian bookworm's Python: same bytecode
-        compileall.compile_dir(site, quiet=2, workers=0,
-                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)  # fmt: skip
+        compileall.compile_dir(
+            site,
+            quiet=2,
+            workers=0,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
     (context / "bin").mkdir()
     (context / "bin" / "fleetgate").write_text(ENTRY)
     (context / "bin" / "fleetgate").chmod(0o755)
@@ -266,8 +318,21 @@ def stage(target: Target, context: Path, work: Path, logs: Path) -> None:
 
 def build(target: Target, base: str, tag: str, context: Path, logs: Path) -> None:
     say(f"docker build {tag} FROM {base}")
-    run("docker", "build", "-q", "--platform", target.platform, "--build-arg", f"BASE={base}",
-        "-f", ROOT / "Dockerfile", "-t", tag, context, log=logs / "build.log")  # fmt: skip
+    run(
+        "docker",
+        "build",
+        "-q",
+        "--platform",
+        target.platform,
+        "--build-arg",
+        f"BASE={base}",
+        "-f",
+        ROOT / "Dockerfile",
+        "-t",
+        tag,
+        context,
+        log=logs / "build.log",
+    )
 
 
 def size(tag: str) -> int:
@@ -279,21 +344,25 @@ def push_index(registry: str, repo: str, tag: str, pushed: dict[Target, str]) ->
     accept = "application/vnd.docker.distribution.manifest.v2+json"
     entries = []
     for target, ref in pushed.items():
-        req = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{ref}",
-                                     headers={"Accept": accept})  # fmt: skip
+        req = urllib.request.Request(
+            f"http://{registry}/v2/{repo}/manifests/{ref}", headers={"Accept": accept}
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             body = resp.read()
             digest = resp.headers.get("Docker-Content-Digest") or (
-                "sha256:" + hashlib.sha256(body).hexdigest())
+                "sha256:" + hashlib.sha256(body).hexdigest()
+            )
         os_, arch, *variant = target.platform.split("/")
         plat = {"os": os_, "architecture": arch, **({"variant": variant[0]} if variant else {})}
-        entries.append({"mediaType": accept, "size": len(body), "digest": digest,
-                        "platform": plat})  # fmt: skip
+        entries.append({"mediaType": accept, "size": len(body), "digest": digest, "platform": plat})
     index_type = "application/vnd.docker.distribution.manifest.list.v2+json"
     body = json.dumps({"schemaVersion": 2, "mediaType": index_type, "manifests": entries})
-    req = urllib.request.Request(f"http://{registry}/v2/{repo}/manifests/{tag}",
-                                 data=body.encode(), method="PUT",
-                                 headers={"Content-Type": index_type})  # fmt: skip
+    req = urllib.request.Request(
+        f"http://{registry}/v2/{repo}/manifests/{tag}",
+        data=body.encode(),
+        method="PUT",
+        headers={"Content-Type": index_type},
+    )
     with urllib.request.urlopen(req, timeout=30):
         pass
 
@@ -320,8 +389,10 @@ def main(argv: list[str]) -> int:
             tag = f"fleetgate:{ver}{'' if target.platform == HOST else target.suffix}"
             build(target, base, tag, context, logs)
             built[target] = tag
-            print(f"{tag}\t{target.platform}\t{size(tag) / 1e6:.1f} MB\t"
-                  f"{time.monotonic() - started:.0f}s")  # fmt: skip
+            print(
+                f"{tag}\t{target.platform}\t{size(tag) / 1e6:.1f} MB\t"
+                f"{time.monotonic() - started:.0f}s"
+            )
     if args.push:
         pushed = {}
         for target, tag in built.items():
@@ -332,8 +403,9 @@ def main(argv: list[str]) -> int:
             run("docker", "push", remote, log=logs / "push.log")
             pushed[target] = ref
         push_index(args.push, "fleetgate", ver, pushed)
-        print(f"{args.push}/fleetgate:{ver}\tmanifest list: "
-              f"{', '.join(t.platform for t in pushed)}")  # fmt: skip
+        print(
+            f"{args.push}/fleetgate:{ver}\tmanifest list: {', '.join(t.platform for t in pushed)}"
+        )
     return 0
 
 
