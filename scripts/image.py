@@ -316,14 +316,15 @@ def stage(target: Target, context: Path, work: Path, logs: Path) -> None:
 # --- 3. the image, 4. the manifest list ---------------------------------------------
 
 
-def build(target: Target, base: str, tag: str, context: Path, logs: Path) -> None:
+def build(target: Target, base: str, tag: str, context: Path, *, logs: Path, offline: bool) -> None:
+    """``docker build``; with our own base under ``--network none``: nothing is fetched."""
     say(f"docker build {tag} FROM {base}")
+    network = ("--network", "none") if offline else ()
     run(
         "docker",
         "build",
+        *network,
         "-q",
-        "--platform",
-        target.platform,
         "--build-arg",
         f"BASE={base}",
         "-f",
@@ -387,7 +388,7 @@ def main(argv: list[str]) -> int:
             context = Path(tmp) / f"context-{target.deb_arch}"
             stage(target, context, Path(tmp) / "wheels", logs)
             tag = f"fleetgate:{ver}{'' if target.platform == HOST else target.suffix}"
-            build(target, base, tag, context, logs)
+            build(target, base, tag, context, logs=logs, offline=not args.base)
             built[target] = tag
             print(
                 f"{tag}\t{target.platform}\t{size(tag) / 1e6:.1f} MB\t"
