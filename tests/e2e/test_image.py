@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import docker
 import pytest
 import yaml
 from support.gitserver import GitDaemon
+from support.registry import Registry
 from support.wait import wait_for
 
 from e2e.agentproc import Fleet, managed
@@ -36,6 +38,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+LIST_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
 FORBIDDEN = ("pip", "gcc", "cc", "make")  # the image carries no installer and no compiler
 
 
@@ -151,6 +154,35 @@ class TestAgentImage:
             agent_image, entrypoint=["sh", "-c", script], remove=True
         )
         assert out.decode().strip() == f"fleetgate {VERSION}"
+
+
+class TestPush:
+    """``--push`` publishes one multi-arch tag to a registry."""
+
+    def test_push_puts_a_manifest_list_that_pulls(
+        self, agent_image: str, registry: Registry, docker_client: docker.DockerClient
+    ) -> None:
+        """``REGISTRY/fleetgate:<version>`` is a manifest list naming each platform's
+        manifest, and pulling it gives the image that was built."""
+        build("--platform", "linux/amd64", "--push", registry.address)
+        pushed = registry.ref(f"fleetgate:{VERSION}")
+        try:
+            request = urllib.request.Request(
+                f"http://{registry.address}/v2/fleetgate/manifests/{VERSION}",
+                headers={"Accept": LIST_TYPE},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                index = json.loads(response.read())
+            assert index["mediaType"] == LIST_TYPE
+            assert [m["platform"] for m in index["manifests"]] == [
+                {"os": "linux", "architecture": "amd64"}
+            ]
+            pulled = docker_client.images.pull(pushed)
+            assert pulled.id == docker_client.images.get(agent_image).id
+        finally:
+            for tag in (pushed, registry.ref(f"fleetgate:{VERSION}-amd64")):
+                with contextlib.suppress(docker.errors.ImageNotFound):
+                    docker_client.images.remove(tag)
 
 
 @pytest.fixture(scope="session")
