@@ -159,16 +159,16 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="fleetgate-footprint-") as t:
             tmp = Path(t)
-            results["idle"] = idle(args, image, tmp)
+            results["idle"] = i = idle(args, image, tmp)
+            print(f"idle agent after {i['passes']} passes: RSS {i['rss_kb'] / 1024:.1f} MB "
+                  f"(before them {i['rss_before_kb'] / 1024:.1f} MB, peak {i['hwm_kb'] / 1024:.1f}"
+                  f" MB), CPU {i['cpu_per_pass'] * 1000:.2f} ms per idle pass", flush=True)  # fmt: skip
             results["no_change"] = no_change(args, image, tmp)
     finally:
         bench_agent.cleanup(client, f"fi-{RUN}")
     results["cold"] = cold_start(args.repeat)
     results["images_mb"] = image_sizes()
-    i, n, c = results["idle"], results["no_change"], results["cold"]
-    print(f"idle agent after {i['passes']} passes: RSS {i['rss_kb'] / 1024:.1f} MB "
-          f"(before them {i['rss_before_kb'] / 1024:.1f} MB, peak {i['hwm_kb'] / 1024:.1f} MB), "
-          f"CPU {i['cpu_per_pass'] * 1000:.2f} ms per idle pass")  # fmt: skip
+    n, c = results["no_change"], results["cold"]
     print(f"no-change, {PROJECTS} projects / {PROJECTS * SERVICES} services: fleetgate apply "
           f"{n['apply_s'] * 1000:.0f} ms, docker compose up -d {n['compose_s'] * 1000:.0f} ms: "
           f"{n['ratio']:.1f}x")  # fmt: skip
