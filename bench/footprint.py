@@ -160,9 +160,10 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="fleetgate-footprint-") as t:
             tmp = Path(t)
             results["idle"] = i = idle(args, image, tmp)
-            print(f"idle agent after {i['passes']} passes: RSS {i['rss_kb'] / 1024:.1f} MB "
-                  f"(before them {i['rss_before_kb'] / 1024:.1f} MB, peak {i['hwm_kb'] / 1024:.1f}"
-                  f" MB), CPU {i['cpu_per_pass'] * 1000:.2f} ms per idle pass", flush=True)  # fmt: skip
+            rss, before, hwm = (i[k] / 1024 for k in ("rss_kb", "rss_before_kb", "hwm_kb"))
+            print(f"idle agent after {i['passes']} passes: RSS {rss:.1f} MB (before them "
+                  f"{before:.1f} MB, peak {hwm:.1f} MB), CPU {i['cpu_per_pass'] * 1000:.2f} ms"
+                  " per idle pass", flush=True)  # fmt: skip
             results["no_change"] = no_change(args, image, tmp)
     finally:
         bench_agent.cleanup(client, f"fi-{RUN}")
