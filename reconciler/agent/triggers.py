@@ -30,8 +30,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
 from reconciler.errors import FleetgateError
 
@@ -132,34 +130,43 @@ def is_change(event_type: str, path: str, root: Path) -> bool:
     return len(inner) == 1 and inner[0] in _GIT_SIGNALS
 
 
-class _Handler(FileSystemEventHandler):
-    def __init__(self, root: Path, reason: str, wakeup: Wakeup) -> None:
-        self.root = root
-        self.reason = reason
-        self.wakeup = wakeup
+def _handler(root: Path, reason: str, wakeup: Wakeup) -> Any:
+    """A watchdog handler nudging ``wakeup`` on a change below ``root``.
 
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        paths = [event.src_path, getattr(event, "dest_path", "") or ""]
-        for raw in paths:
-            path = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if path and is_change(event.event_type, path, self.root):
-                self.wakeup.nudge(self.reason)
-                return
+    watchdog is imported here, when a folder is actually watched: an agent that reads a
+    URL and watches no folder never loads it (issue 13: the idle footprint).
+    """
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler  # noqa: PLC0415
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            paths = [event.src_path, getattr(event, "dest_path", "") or ""]
+            for raw in paths:
+                path = raw.decode() if isinstance(raw, bytes) else str(raw)
+                if path and is_change(event.event_type, path, root):
+                    wakeup.nudge(reason)
+                    return
+
+    return Handler()
 
 
 class FileWatch:
     """watchdog observers nudging ``wakeup`` on changes below each folder (recursive)."""
 
     def __init__(self, wakeup: Wakeup, folders: Iterable[tuple[Path, str]]) -> None:
-        self._observer: Any = Observer()
+        self._observer: Any = None
         self._log = structlog.get_logger()
         self._count = 0
         for folder, reason in folders:
             if not folder.is_dir():
                 self._log.warning("watch.missing", path=str(folder), reason=reason)
                 continue
+            if self._observer is None:
+                from watchdog.observers import Observer  # noqa: PLC0415  # lazy: see _handler
+
+                self._observer = Observer()
             root = folder.resolve()
-            self._observer.schedule(_Handler(root, reason, wakeup), str(root), recursive=True)
+            self._observer.schedule(_handler(root, reason, wakeup), str(root), recursive=True)
             self._count += 1
 
     def start(self) -> None:

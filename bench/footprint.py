@@ -1,0 +1,187 @@
+"""Footprint and speed of the agent as a device runs it, in one run (issue 13, points 4-6).
+
+Printed:
+
+1. **idle agent**: ``bench/agent.py --child`` (the agent built as ``fleetgate agent``
+   builds it, in a fresh interpreter) converges a two-stack fleet served by ``git
+   daemon``, then runs ``--passes`` (default 1,000) timer passes: RSS after them (and
+   before, to see growth) and CPU per idle pass.
+2. **no-change apply**: 10 projects / 30 services (busybox ``sleep``), converged once;
+   then, ``--repeat`` times each, a fresh ``fleetgate apply`` process (nothing to do)
+   and ``docker compose up -d`` over the same 10 projects (nothing to do either),
+   wall time, median; and the ratio.
+3. **cold start**: ``fleetgate --version`` and ``fleetgate validate`` of the example
+   fleet as fresh processes, median wall time.
+4. **image sizes**: every ``fleetgate:<version>*`` image present (``scripts/image``).
+
+    .venv/bin/python bench/footprint.py [--passes 1000] [--repeat 5]
+
+Everything created carries the run's label / device id and is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import docker
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import agent as bench_agent  # bench/agent.py: fixtures shared with it
+
+ROOT = Path(__file__).resolve().parent.parent
+FLEETGATE = ROOT / ".venv" / "bin" / "fleetgate"
+COMPOSE_BIN = ROOT / ".venv" / "bin" / "docker-compose"
+RUN = bench_agent.RUN
+LABEL = bench_agent.LABEL
+PROJECTS = 10
+SERVICES = 3
+
+
+def timed(cmd: list[str], repeat: int, **kw: Any) -> float:
+    """Median wall seconds of ``cmd`` as a fresh process (fails loudly)."""
+    walls = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
+        walls.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:3])}: exit {proc.returncode}: {proc.stderr[-800:]}")
+    return statistics.median(walls)
+
+
+def big_fleet(path: Path, device: str, image: str) -> None:
+    """A repository with PROJECTS stacks of SERVICES services for ``device``."""
+    path.mkdir(parents=True)
+    bench_agent.git("init", "--quiet", "--initial-branch=main", ".", cwd=path)
+    stacks = [f"s{i:02d}" for i in range(PROJECTS)]
+    for stack in stacks:
+        services = {
+            f"svc{j}": {
+                "image": image, "command": ["sleep", "3600"], "init": True,
+                "stop_grace_period": "1s", "labels": {LABEL: RUN},
+            }
+            for j in range(SERVICES)
+        }  # fmt: skip
+        folder = path / "stacks" / stack
+        folder.mkdir(parents=True)
+        (folder / "compose.yaml").write_text(yaml.safe_dump({"services": services}))
+    (path / "devices").mkdir()
+    (path / "devices" / f"{device}.yaml").write_text(yaml.safe_dump({"stacks": stacks}))
+    (path / "fleet.yaml").write_text("{}\n")
+    bench_agent.git("add", "--all", cwd=path)
+    bench_agent.git("commit", "--quiet", "-m", "big fleet", cwd=path)
+
+
+def no_change(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, float]:
+    device = f"fp-{RUN}"
+    repo = tmp / "big"
+    big_fleet(repo, device, image)
+    state = tmp / "state-apply"
+    apply = [str(FLEETGATE), "apply", "--device", device, "--repo", str(repo),
+             "--state-dir", str(state)]  # fmt: skip
+    compose = [
+        [str(COMPOSE_BIN), "-p", f"fp-{RUN}-{stack.name}", "-f", str(stack / "compose.yaml"),
+         "up", "-d", "--quiet-pull"]
+        for stack in sorted((repo / "stacks").iterdir())
+    ]  # fmt: skip
+    try:
+        timed(apply, 1, timeout=600)  # converge once: creates the 30 containers
+        for cmd in compose:
+            timed(cmd, 1, timeout=300)
+        fg = timed(apply, args.repeat, timeout=120)
+        walls = []
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            for cmd in compose:
+                timed(cmd, 1, timeout=120)
+            walls.append(time.perf_counter() - start)
+        dc = statistics.median(walls)
+    finally:
+        client = docker.from_env()
+        bench_agent.cleanup(client, device)
+        for c in client.containers.list(all=True, filters={"label": f"{LABEL}={RUN}"}):
+            c.remove(force=True)
+        for n in client.networks.list():
+            if n.name.startswith(f"fp-{RUN}-"):
+                n.remove()
+    return {"apply_s": fg, "compose_s": dc, "ratio": dc / fg}
+
+
+def idle(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, Any]:
+    fleet = bench_agent.Fleet(tmp / "served", f"fi-{RUN}", image)
+    with bench_agent.git_daemon(tmp / "served") as port:
+        ns = argparse.Namespace(passes=args.passes)
+        try:
+            return bench_agent.idle_passes(ns, fleet, f"git://127.0.0.1:{port}/fleet", tmp)
+        finally:
+            bench_agent.cleanup_agent(docker.from_env(), fleet.device)
+
+
+def cold_start(repeat: int) -> dict[str, float]:
+    example = ROOT / "example-fleet-repo"
+    return {
+        "version_s": timed([str(FLEETGATE), "--version"], repeat),
+        "validate_s": timed([str(FLEETGATE), "validate", "--repo", str(example)], repeat),
+    }
+
+
+def image_sizes() -> dict[str, float]:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    client = docker.from_env()
+    sizes = {}
+    for image in client.images.list(name="fleetgate"):
+        for tag in image.tags:
+            if tag.startswith(f"fleetgate:{version}"):
+                sizes[tag] = image.attrs["Size"] / 1e6
+    return sizes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--passes", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    client = docker.from_env()
+    image = bench_agent.build_image(client)
+    results: dict[str, Any] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="fleetgate-footprint-") as t:
+            tmp = Path(t)
+            results["idle"] = i = idle(args, image, tmp)
+            rss, before, hwm = (i[k] / 1024 for k in ("rss_kb", "rss_before_kb", "hwm_kb"))
+            print(f"idle agent after {i['passes']} passes: RSS {rss:.1f} MB (before them "
+                  f"{before:.1f} MB, peak {hwm:.1f} MB), CPU {i['cpu_per_pass'] * 1000:.2f} ms"
+                  " per idle pass", flush=True)  # fmt: skip
+            results["no_change"] = no_change(args, image, tmp)
+    finally:
+        bench_agent.cleanup(client, f"fi-{RUN}")
+    results["cold"] = cold_start(args.repeat)
+    results["images_mb"] = image_sizes()
+    n, c = results["no_change"], results["cold"]
+    print(f"no-change, {PROJECTS} projects / {PROJECTS * SERVICES} services: fleetgate apply "
+          f"{n['apply_s'] * 1000:.0f} ms, docker compose up -d {n['compose_s'] * 1000:.0f} ms: "
+          f"{n['ratio']:.1f}x")  # fmt: skip
+    print(f"cold start: fleetgate --version {c['version_s'] * 1000:.0f} ms, "
+          f"validate (example fleet) {c['validate_s'] * 1000:.0f} ms")  # fmt: skip
+    for tag, mb in sorted(results["images_mb"].items()):
+        print(f"image {tag}: {mb:.1f} MB")
+    if not results["images_mb"]:
+        print("image: none built (scripts/image)")
+    print(json.dumps(results), file=sys.stderr if os.environ.get("FOOTPRINT_QUIET") else sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
