@@ -18,6 +18,10 @@ from support.gitserver import free_port
 from support.mqtt import Mosquitto, running_broker
 from support.wait import wait_for
 
+from reconciler.fleet.serve import FleetServer
+from reconciler.fleet.view import build_view, with_waves
+from reconciler.fleet.waves import wave_summary
+from reconciler.manifests.waves import Rollout, Wave
 from reconciler.report.broker import parse_broker
 from reconciler.report.mqtt import MqttReporter
 from reconciler.report.status import Status
@@ -55,7 +59,38 @@ def _get(port: int, path: str, host: str | None = None) -> tuple[int, bytes]:
 
 
 @pytest.fixture
+def waves_repo(repo: Path) -> Path:
+    """The same fleet as a Git repository with waves: d1 in lab, d2 in production."""
+    (repo / "devices/d1.yaml").write_text("labels: {site: plant-a, ring: lab}\nstacks: [s]\n")
+    (repo / "fleet.yaml").write_text(
+        "rollout:\n  waves:\n    - name: lab\n      selector: {ring: lab}\n"
+        "    - name: production\n      selector: {}\n      soak: 1h\n      maxFailed: 0\n"
+    )
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "fleet with waves"], check=True)
+    return repo
+
+
+def _head(repo: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture
 def served(repo: Path, broker: Mosquitto) -> Iterator[int]:
+    yield from _serve(repo, broker)
+
+
+@pytest.fixture
+def served_waves(waves_repo: Path, broker: Mosquitto) -> Iterator[int]:
+    yield from _serve(waves_repo, broker)
+
+
+def _serve(repo: Path, broker: Mosquitto) -> Iterator[int]:
     port = free_port()
     args = ["fleet", "serve", "--broker", broker.url, "--repo", str(repo)]
     process = subprocess.Popen(
@@ -79,14 +114,14 @@ def served(repo: Path, broker: Mosquitto) -> Iterator[int]:
         process.wait(timeout=10)
 
 
-def _report(broker: Mosquitto, device: str, outcome: str) -> None:
+def _report(broker: Mosquitto, device: str, outcome: str, revision: str = SHA) -> None:
     reporter = MqttReporter(parse_broker(broker.url, "test"), device)
     reporter.start()
     try:
         reporter.publish(
             Status(
                 device,
-                applied_revision=SHA,
+                applied_revision=revision,
                 outcome=outcome,
                 reason=f"{outcome} <b>x</b>",
                 heartbeat_at=datetime.now(UTC),
@@ -118,6 +153,10 @@ class TestFleetServe:
         assert b'fleetgate_fleet_devices{outcome="succeeded",wave=""} 1.0' in metrics
         assert b"fleetgate_fleet_devices_offline 1.0" in metrics
 
+    def test_api_carries_no_waves_without_rollout(self, served: int) -> None:
+        """A fleet without rollout.waves has an empty waves list in /api/fleet."""
+        assert _fleet(served)["waves"] == []
+
     def test_page_and_host_check(self, served: int) -> None:
         """The page is plain HTML with no remote resource; a foreign Host is refused."""
         status, page = _get(served, "/")
@@ -125,6 +164,34 @@ class TestFleetServe:
         assert b"http://" not in page and b"https://" not in page
         assert _get(served, "/api/fleet", host="evil.example:9280")[0] == 403
         assert _get(served, "/api/fleet", host=f"localhost:{served}")[0] == 200
+
+
+class TestFleetServerWaves:
+    def test_api_fleet_and_page_carry_the_waves_summary(self) -> None:
+        """/api/fleet and /api/fleet/page carry the same waves document as fleet status."""
+        rollout = Rollout(
+            (Wave("lab", {"ring": "lab"}), Wave("production", {}, soak=3600.0, max_failed=0))
+        )
+        devices = {"d1": {"ring": "lab"}, "d2": {}}
+        at = datetime.now(UTC)
+        view = with_waves(
+            build_view(devices, {}, head=SHA, now=at), {"d1": "lab", "d2": "production"}
+        )
+        server = FleetServer(
+            "127.0.0.1:0", lambda: view, lambda v: wave_summary(v, rollout, SHA, at)
+        )
+        server.start()
+        try:
+            for route in ("/api/fleet", "/api/fleet/page"):
+                status, body = _get(server.address[1], route)
+                assert status == 200
+                assert json.loads(body)["waves"] == wave_summary(view, rollout, SHA, at)
+        finally:
+            server.stop()
+        waves = wave_summary(view, rollout, SHA, at)
+        assert [w["wave"] for w in waves] == ["lab", "production"]
+        assert waves[1]["promotion"]["gate_met"] is False
+        assert any("d1" in reason for reason in waves[1]["promotion"]["reasons"])
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -173,3 +240,19 @@ class TestFleetPageInChromium:
         assert "<b>x</b>" not in dom  # reports are text, never markup
         _chromium(url, tmp_path, f"--screenshot={tmp_path / 'fleet.png'}")
         assert (tmp_path / "fleet.png").stat().st_size > 1000
+
+    def test_page_renders_the_wave_table(
+        self, served_waves: int, waves_repo: Path, broker: Mosquitto, tmp_path: Path
+    ) -> None:
+        """Chromium shows a wave table: lab runs the head, production's gate not met, why."""
+        head = _head(waves_repo)
+        _report(broker, "d1", "succeeded", revision=head)
+        wait_for(lambda: _fleet(served_waves)["waves"][0]["running"] == 1, timeout=10, what="d1")
+        waves = _fleet(served_waves)["waves"]
+        assert waves[0]["revision"] == head and waves[1]["revision"] is None
+        dom = _chromium(f"http://127.0.0.1:{served_waves}/", tmp_path, "--dump-dom")
+        assert '<section id="waves">' in dom  # no longer hidden
+        assert 'data-wave="lab"' in dom and 'data-gate="first"' in dom
+        assert 'data-wave="production"' in dom and 'data-gate="not-met"' in dom
+        assert head[:12] in dom and "1 of 1" in dom and "not started" in dom
+        assert "gate not met: " in dom and "d1" in dom

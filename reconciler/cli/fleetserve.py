@@ -23,6 +23,7 @@ from reconciler.errors import UsageError
 from reconciler.fleet.reports import Report, reports_from_messages
 from reconciler.fleet.serve import DEFAULT_LISTEN, FleetServer, now
 from reconciler.fleet.view import FleetView, build_view, with_waves
+from reconciler.fleet.waves import wave_summary
 from reconciler.report.broker import check_topic
 from reconciler.units import parse_duration
 
@@ -82,6 +83,13 @@ class _LiveFleet:
         view = build_view(devices, reports, head=head, now=now(), stale_after=self._stale_after)
         return with_waves(view, membership_of(rollout, devices))
 
+    def waves(self, view: FleetView) -> list[dict[str, Any]]:
+        """Per wave its revision, devices running it, soak left and the next gate (as in
+        ``fleet status --output json``); ``[]`` without ``rollout.waves``."""
+        with self._lock:
+            head, rollout = self._head, self._rollout
+        return wave_summary(view, rollout, head, now())
+
 
 def run_serve(args: argparse.Namespace) -> int:
     from reconciler.report.mqtt import FleetSubscription  # noqa: PLC0415  # paho when asked
@@ -100,7 +108,7 @@ def run_serve(args: argparse.Namespace) -> int:
         live = _LiveFleet(args, subscription, stale_after)
         subscription.load(live.devices)  # the retained statuses, in batches any broker holds
         subscription.follow()
-        server = FleetServer(args.listen, live.view)
+        server = FleetServer(args.listen, live.view, live.waves)
         server.start()
         host, port = server.address
         print(f"fleetgate: serving the fleet on http://{host}:{port}/", file=sys.stderr)

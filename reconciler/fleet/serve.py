@@ -1,5 +1,6 @@
 """The live fleet page (``fleet serve``): ``/`` (HTML+JS shipped in the package),
-``/api/fleet`` (the fleet document), ``/api/fleet/page`` (the page's cut of it) and
+``/api/fleet`` (the fleet document, with the ``waves`` summary of ``fleet status`` when
+the repository declares waves), ``/api/fleet/page`` (the page's cut of it) and
 ``/metrics`` over plain ``http.server``.
 
 Hygiene as on the agent's status port: GET/HEAD only, no request body read, a socket
@@ -56,9 +57,15 @@ class _Server6(_Server):
 class FleetServer:
     """Serves the view ``provide()`` returns at request time (the caller keeps it live)."""
 
-    def __init__(self, listen: str, provide: Callable[[], FleetView]) -> None:
+    def __init__(
+        self,
+        listen: str,
+        provide: Callable[[], FleetView],
+        waves: Callable[[FleetView], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.listen = listen
         self.provide = provide
+        self.waves = waves  # the per-wave summary of a view (``fleet status``'s ``waves``)
         self._page = page()
         self._api_lock = threading.Lock()
         self._api: dict[str, bytes] = {}  # route -> the last built answer
@@ -104,7 +111,9 @@ class FleetServer:
             return self._api[route]
 
     def _build(self) -> dict[str, bytes]:
-        document = to_json(self.provide())
+        view = self.provide()
+        document = to_json(view)
+        document["waves"] = self.waves(view) if self.waves is not None else []
         page = page_document(document)
         return {
             "/api/fleet": (json.dumps(document, sort_keys=True) + "\n").encode(),
