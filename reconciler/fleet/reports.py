@@ -10,14 +10,25 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from reconciler.report.status import status_from_json
+from reconciler.model import parse_rfc3339
+from reconciler.report.status import ServiceStatus
 
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_REPORT = 1 << 20  # bytes: a status is a few KiB; anything larger is not one
+_TIMES = (
+    "last_good_at",
+    "pass_started_at",
+    "pass_finished_at",
+    "observed_at",
+    "last_fetch_at",
+    "last_successful_fetch_at",
+    "heartbeat_at",
+)
+_SERVICE_KEYS = frozenset(f.name for f in fields(ServiceStatus))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +62,48 @@ def parse_status(device: str, payload: bytes, where: str) -> tuple[Mapping[str, 
     if not isinstance(document, dict):
         return None, f"{where}: not a status document (a JSON object); ignored"
     try:
-        status_from_json(document)
+        check_status(document)
     except (ValueError, RecursionError) as e:
         return None, f"{where}: {shown(str(e), 120)}; ignored"
     if document.get("device") != device:
         claimed = shown(str(document.get("device")), 64)
         return None, f"{where}: status of device {claimed!r} under {device!r}; ignored"
     return document, ""
+
+
+def _time(text: Any) -> None:
+    if text not in (None, ""):
+        parse_rfc3339(str(text))
+
+
+def check_status(data: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` where :func:`~reconciler.report.status.status_from_json` would,
+    without building the :class:`Status` (its services, counters and tallies were half
+    the cost of reading 10,000 reports; ``test_fleet_reports`` keeps the two in step)."""
+    try:
+        str(data["device"])
+        for key in _TIMES:
+            _time(data.get(key))
+        for failed in data.get("failed_revisions") or ():
+            str(failed["revision"]), str(failed["reason"])
+            parse_rfc3339(failed["at"])
+        for service in data.get("services") or ():
+            if not isinstance(service, Mapping) or service.keys() != _SERVICE_KEYS:
+                raise TypeError(f"a service has not the fields {sorted(_SERVICE_KEYS)}")
+        pending = data.get("pending_update")
+        if pending:
+            str(pending["revision"]), str(pending["reason"])
+            _time(pending.get("next_window"))
+        float(data.get("poll_interval_seconds") or 60.0)
+        counters = data.get("counters") or {}
+        for key, value in counters.get("passes", {}).items():
+            str(key), int(value)
+        int(counters.get("fetch_errors") or 0)
+        float(counters.get("pass_seconds_total") or 0.0)
+        for warning in data.get("warnings") or ():
+            str(warning)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"status does not match its schema: {e}") from e
 
 
 def reports_from_messages(

@@ -227,6 +227,8 @@ class FleetSubscription:
         self._refused: str | None = None
         self.changed_at = time.monotonic()
         self.version = 0
+        self._asked: set[str] = set()  # devices whose status was asked for (load, prefetch)
+        self._prefetch: threading.Thread | None = None
         self._client = _client(broker, "")
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
@@ -246,6 +248,11 @@ class FleetSubscription:
             self.stop()
             why = self._refused or f"no answer within {timeout:.0f}s"
             raise BrokerUnreachable(f"the broker {self.broker.url} refused the reader: {why}")
+        if not self._statuses:  # ask for the reporters' statuses while the caller reads
+            self._prefetch = threading.Thread(  # the repository; load() asks for the rest
+                target=self._ask_reporting, args=(time.monotonic() + 60.0,), daemon=True
+            )
+            self._prefetch.start()
 
     def stop(self) -> None:
         self._client.disconnect()
@@ -303,25 +310,42 @@ class FleetSubscription:
     def load(self, devices: Iterable[str], timeout: float = 60.0) -> Mapping[str, bytes]:
         """The retained statuses of ``devices`` and of every device with a retained
         ``online``, asked for ``BATCH`` devices at a time (the next batch once the broker
-        answered the one before it, so at most two batches' messages wait in its queue)."""
+        answered the one before it, so at most two batches' messages wait in its queue).
+        The reporters' statuses were asked for from :meth:`start` on; only the rest here."""
         deadline = time.monotonic() + timeout
-        online = self.retained(timeout=timeout)
+        if self._prefetch is not None:
+            self._prefetch.join(max(0.0, deadline - time.monotonic()))
+        self._ask(self._reporting(deadline) | set(devices), deadline)
+        self._marker_mid = self._client.subscribe(f"{self.topic}/-/end-of-retained", 0)[1]
+        return self.retained(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _reporting(self, deadline: float) -> set[str]:
+        """The devices with a retained ``online``, once the broker sent them all."""
+        online = self.retained(timeout=max(0.0, deadline - time.monotonic()))
         suffix = "/online"
-        reporting = {
+        return {
             t[len(self.topic) + 1 : -len(suffix)]
             for t in online
             if t.startswith(self.topic + "/") and t.endswith(suffix)
         }
-        wanted = sorted(set(devices) | reporting)
+
+    def _ask_reporting(self, deadline: float) -> None:
+        self._ask(self._reporting(deadline), deadline)
+
+    def _ask(self, devices: set[str], deadline: float) -> None:
+        """Subscribe to the status of each of ``devices`` not asked for yet, ``BATCH`` at a
+        time; returns once the broker answered the last batch (or at ``deadline``)."""
+        wanted = sorted(devices - self._asked)
+        self._asked.update(wanted)
         previous: int | None = None
         for start in range(0, len(wanted), BATCH):
             batch = [(f"{self.topic}/{d}/status", 0) for d in wanted[start : start + BATCH]]
             mid = self._client.subscribe(batch)[1]
             if previous is not None and not self._answered(previous, deadline):
-                break
+                return
             previous = mid
-        self._marker_mid = self._client.subscribe(f"{self.topic}/-/end-of-retained", 0)[1]
-        return self.retained(timeout=max(0.0, deadline - time.monotonic()))
+        if previous is not None:
+            self._answered(previous, deadline)
 
     def follow(self) -> None:
         """From now on, every device's status as it is published (``fleet serve``)."""
