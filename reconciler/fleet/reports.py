@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.model import parse_rfc3339
-from reconciler.report.status import ServiceStatus
+from reconciler.report.services import ServiceStatus
 
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_REPORT = 1 << 20  # bytes: a status is a few KiB; anything larger is not one
