@@ -121,8 +121,11 @@ class Dockerd:
         return docker.DockerClient(base_url=self.host, timeout=60)
 
     def load_image(self, shared: docker.DockerClient, tag: str) -> None:
-        """Copy ``tag`` from the shared engine into this one."""
-        data = b"".join(shared.images.get(tag).save(named=True))
+        """Copy ``tag`` from the shared engine into this one, under that very tag.
+
+        ``save(named=True)`` names the archive by the image's *first* tag, which is another
+        name once an earlier test tagged the image for a registry; name it explicitly."""
+        data = b"".join(shared.images.get(tag).save(named=tag))
         with contextlib.closing(self.client()) as mine:
             mine.images.load(data)
 
