@@ -76,8 +76,11 @@ fg_docker() {
   fi
   if ! { [ -r /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; }; then
     fg_say "starting dockerd in the background (log: $FG_LOGS/dockerd.log)"
-    # setsid: the engine outlives this script, like a service would.
-    fg_root setsid dockerd >"$FG_LOGS/dockerd.log" 2>&1 < /dev/null &
+    # setsid: the engine outlives this script, like a service would. The default address
+    # pools give ~30 bridge networks; the test suite and the benches create many more over
+    # a run (each stack has its own), so this engine gets 256 /24 networks from 10.213/16.
+    fg_root setsid dockerd --default-address-pool base=10.213.0.0/16,size=24 \
+      >"$FG_LOGS/dockerd.log" 2>&1 < /dev/null &
   fi
   local i
   for i in $(seq 1 120); do

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-pytest_plugins = ["support.engine", "support.registry", "support.gitfixtures"]
+pytest_plugins = ["support.engine", "support.registry", "support.gitfixtures", "support.leaks"]
 
 
 @pytest.fixture(autouse=True)

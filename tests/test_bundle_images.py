@@ -196,7 +196,9 @@ class TestImport:
         (tmp_path / "ctx").mkdir()
         (tmp_path / "ctx" / "f").write_text("arm\n")
         (tmp_path / "ctx" / "Dockerfile").write_text('FROM scratch\nCOPY f /f\nCMD ["/f"]\n')
-        docker_client.images.build(path=str(tmp_path / "ctx"), tag=ref, platform="linux/arm64")
+        docker_client.images.build(
+            path=str(tmp_path / "ctx"), tag=ref, platform="linux/arm64", rm=True, forcerm=True
+        )
         made = Made(tmp_path, docker_client, [ref])
         made.origin.commit(fleet_files("press-01", [ref], "t", arch="arm64"), "arm64")
         bundle = made.bundle("arm.fgb")

@@ -71,7 +71,9 @@ def arm64_image(client: docker.DockerClient, builder: ImageBuilder, tmp: Path) -
     (tmp / "ctx").mkdir()
     (tmp / "ctx" / "f").write_text("arm\n")
     (tmp / "ctx" / "Dockerfile").write_text('FROM scratch\nCOPY f /f\nCMD ["/f"]\n')
-    client.images.build(path=str(tmp / "ctx"), tag=ref, platform="linux/arm64")
+    client.images.build(
+        path=str(tmp / "ctx"), tag=ref, platform="linux/arm64", rm=True, forcerm=True
+    )
     return ref
 
 

@@ -241,9 +241,12 @@ class TestLifecycle:
     ) -> None:
         """remove_container never removes a container without the managed label."""
         foreign = docker_client.containers.create(busybox_image, labels=test_labels)
-        with pytest.raises(EngineError, match="not managed"):
-            engine.remove_container(foreign.id)
-        foreign.reload()
+        try:
+            with pytest.raises(EngineError, match="not managed"):
+                engine.remove_container(foreign.id)
+            foreign.reload()
+        finally:
+            foreign.remove(force=True)
 
     def test_extra_networks_connected_with_aliases(
         self, engine: DockerEngine, device_id: str, busybox_image: str, test_labels: dict[str, str]

@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
+from support.engine import cleanup_run
 from support.gitserver import GitDaemon
 from support.mqtt import Mosquitto, running_broker
 from support.wait import wait_for
@@ -31,6 +33,18 @@ CANARY = "canary-7f3e9b1c-secret"
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     with running_broker(tmp_path / "broker") as b:
         yield b
+
+
+@pytest.fixture
+def others(
+    fleet: Fleet, docker_client: docker.DockerClient, test_run_id: str, tmp_path: Path
+) -> Iterator[dict[str, Path]]:
+    """Two more device ids, each with a state folder; cleaned up here, since the
+    ``device_id`` fixture cleans up only its own id."""
+    devices = {d: tmp_path / d for d in (f"{fleet.device}-b", f"{fleet.device}-c")}
+    yield devices
+    for device in devices:
+        cleanup_run(docker_client, test_run_id, device=device)
 
 
 def _config(fleet: Fleet, daemon: GitDaemon, broker: Mosquitto) -> dict[str, object]:
@@ -125,10 +139,9 @@ class TestAgentReports:
         daemon: GitDaemon,
         broker: Mosquitto,
         start_agent: Start,
-        tmp_path: Path,
+        others: dict[str, Path],
     ) -> None:
         """Three agents report; fleet status shows each one's applied revision and outcome."""
-        others = [f"{fleet.device}-b", f"{fleet.device}-c"]
         head = fleet.commit(
             greeting="three",
             message="three devices",
@@ -136,8 +149,7 @@ class TestAgentReports:
         )
         agents = [start_agent(**_config(fleet, daemon, broker))]
         try:
-            for device in others:  # each with a state directory of its own
-                folder = tmp_path / device
+            for device, folder in others.items():  # each with a state directory of its own
                 folder.mkdir()
                 config = {**_config(fleet, daemon, broker), "device": device}
                 agents.append(AgentProcess(folder, config).start())

@@ -125,7 +125,7 @@ class ImageBuilder:
         return tag
 
 
-def _owned(labels: Mapping[str, str] | None, run_id: str) -> bool:
+def owned(labels: Mapping[str, str] | None, run_id: str) -> bool:
     labels = labels or {}
     prefix = device_prefix(run_id)
     return (
@@ -147,25 +147,35 @@ def cleanup_run(
 ) -> None:
     """Remove containers, networks, volumes and images this run created; nothing else.
 
-    With ``device``, only fleetgate-managed objects of that device are removed.
-    Objects that vanish meanwhile are ignored.
+    With ``device``, only that device's objects are removed: fleetgate-managed ones of the
+    device and of ids derived from it (``<device>-b``), and objects carrying this run's
+    label whose name starts with the device id (a test's foreign network
+    ``<device>_edge_taken``). Without the latter, such objects stayed until the end of the
+    session and took the engine's address pools. Objects that vanish meanwhile are ignored.
     """
 
-    def mine(labels: Mapping[str, str]) -> bool:
-        if device is not None:
-            return labels.get(MANAGED_LABEL) == "true" and labels.get(DEVICE_LABEL) == device
-        return _owned(labels, run_id)
+    named = (f"{device}_", f"{device}-")
+
+    def mine(labels: Mapping[str, str], name: str) -> bool:
+        if device is None:
+            return owned(labels, run_id)
+        of_device = labels.get(DEVICE_LABEL, "")
+        return (
+            labels.get(MANAGED_LABEL) == "true"
+            and (of_device == device or of_device.startswith(f"{device}-"))
+        ) or (labels.get(TEST_RUN_LABEL) == run_id and name.startswith(named))
 
     for c in client.containers.list(all=True, sparse=True):
-        if mine(c.attrs.get("Labels") or {}):
+        name = (c.attrs.get("Names") or [""])[0].lstrip("/")
+        if mine(c.attrs.get("Labels") or {}, name):
             with contextlib.suppress(docker.errors.NotFound):
                 client.api.remove_container(c.id, force=True, v=True)
     for n in client.networks.list():
-        if mine(_labels(n.attrs, "Labels")):
+        if mine(_labels(n.attrs, "Labels"), n.name or ""):
             with contextlib.suppress(docker.errors.NotFound):
                 n.remove()
     for v in client.volumes.list():
-        if mine(_labels(v.attrs, "Labels")):
+        if mine(_labels(v.attrs, "Labels"), v.name or ""):
             with contextlib.suppress(docker.errors.NotFound):
                 v.remove()
     if device is not None:
