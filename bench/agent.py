@@ -244,6 +244,8 @@ def child(args: argparse.Namespace) -> None:
     full = agent.status().counters.passes_total - full_before
     server.stop()
     watcher.stop()
+    if args.modules:  # in import order: bench/footprint.py --breakdown replays it
+        Path(args.modules).write_text("\n".join(sys.modules))
     print(json.dumps({
         "passes": args.passes, "full_passes": full, "cpu_per_pass": cpu / args.passes,
         "wall_per_pass": wall / args.passes, "rss_before_kb": rss_before, "rss_kb": vm_kb("VmRSS"),
@@ -257,7 +259,8 @@ def child(args: argparse.Namespace) -> None:
 def idle_passes(args: argparse.Namespace, fleet: Fleet, url: str, tmp: Path) -> dict[str, Any]:
     out = subprocess.run(
         [str(PYTHON), __file__, "--child", "--device", fleet.device, "--repo", url,
-         "--state", str(tmp / "state-idle"), "--passes", str(args.passes)],
+         "--state", str(tmp / "state-idle"), "--passes", str(args.passes),
+         *(["--modules", args.modules] if getattr(args, "modules", None) else [])],
         capture_output=True, text=True, timeout=1800, check=False,
     )  # fmt: skip
     if out.returncode != 0:
@@ -380,6 +383,7 @@ def main() -> int:
     parser.add_argument("--device", help=argparse.SUPPRESS)
     parser.add_argument("--repo", help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
+    parser.add_argument("--modules", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)

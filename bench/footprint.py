@@ -22,6 +22,7 @@ Everything created carries the run's label / device id and is removed at the end
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import statistics
@@ -121,11 +122,45 @@ def no_change(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, floa
 def idle(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, Any]:
     fleet = bench_agent.Fleet(tmp / "served", f"fi-{RUN}", image)
     with bench_agent.git_daemon(tmp / "served") as port:
-        ns = argparse.Namespace(passes=args.passes)
+        ns = argparse.Namespace(passes=args.passes, modules=args.modules)
         try:
             return bench_agent.idle_passes(ns, fleet, f"git://127.0.0.1:{port}/fleet", tmp)
         finally:
             bench_agent.cleanup_agent(docker.from_env(), fleet.device)
+
+
+REPLAY = """
+import importlib, sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+costs, last = {}, rss()
+costs["interpreter"] = last
+for name in sys.argv[1:]:
+    if name in sys.modules or name.startswith("__"):
+        continue
+    try:
+        importlib.import_module(name)
+    except Exception:
+        continue
+    now = rss()
+    parts = name.split(".")
+    group = ".".join(parts[:2]) if parts[0] == "reconciler" else parts[0]
+    costs[group] = costs.get(group, 0) + now - last
+    last = now
+print(repr(costs))
+"""
+
+
+def breakdown(modules: Path) -> dict[str, int]:
+    """RSS (kB) each package adds when the idle agent's modules are imported again in its
+    order, in a fresh interpreter: what each import costs, not the heap a pass built."""
+    names = modules.read_text().split()
+    out = subprocess.run([sys.executable, "-c", REPLAY, *names], capture_output=True, text=True,
+                         check=True, cwd=ROOT)  # fmt: skip
+    costs: dict[str, int] = ast.literal_eval(out.stdout.strip())
+    return costs
 
 
 def cold_start(repeat: int) -> dict[str, float]:
@@ -152,18 +187,37 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--only", choices=("idle",), default=None, help="run only this section (idle: point 4)"
+    )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="RSS each package of the idle agent adds"
+    )
     args = parser.parse_args()
+    args.modules = None
     client = docker.from_env()
     image = bench_agent.build_image(client)
     results: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="fleetgate-footprint-") as t:
             tmp = Path(t)
+            if args.breakdown:
+                args.modules = str(tmp / "modules.txt")
             results["idle"] = i = idle(args, image, tmp)
             rss, before, hwm = (i[k] / 1024 for k in ("rss_kb", "rss_before_kb", "hwm_kb"))
             print(f"idle agent after {i['passes']} passes: RSS {rss:.1f} MB (before them "
                   f"{before:.1f} MB, peak {hwm:.1f} MB), CPU {i['cpu_per_pass'] * 1000:.2f} ms"
                   " per idle pass", flush=True)  # fmt: skip
+            if args.breakdown:
+                costs = breakdown(Path(args.modules))
+                results["breakdown_kb"] = costs
+                total = sum(costs.values())
+                print(f"import replay: {total / 1024:.1f} MB; the largest shares:")
+                for group, kb in sorted(costs.items(), key=lambda kv: -kv[1])[:25]:
+                    print(f"  {group:32s} {kb / 1024:5.1f} MB")
+            if args.only == "idle":
+                print(json.dumps(results), file=sys.stderr if os.environ.get("FOOTPRINT_QUIET") else sys.stdout)
+                return 0
             results["no_change"] = no_change(args, image, tmp)
     finally:
         bench_agent.cleanup(client, f"fi-{RUN}")
