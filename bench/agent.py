@@ -257,12 +257,24 @@ def child(args: argparse.Namespace) -> None:
 
 
 def idle_passes(args: argparse.Namespace, fleet: Fleet, url: str, tmp: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [str(PYTHON), __file__, "--child", "--device", fleet.device, "--repo", url,
-         "--state", str(tmp / "state-idle"), "--passes", str(args.passes),
-         *(["--modules", args.modules] if getattr(args, "modules", None) else [])],
-        capture_output=True, text=True, timeout=1800, check=False,
-    )  # fmt: skip
+    """The idle child's figures; with ``args.image``, the child runs in that image (its
+    Python and dependencies, as a device runs them) with this checkout's ``reconciler``
+    mounted over the installed one, on the host network (the git daemon is on loopback)."""
+    image = getattr(args, "image", None)
+    state = tmp / ("state-idle-image" if image else "state-idle")
+    modules = getattr(args, "modules", None)
+    child = ["--child", "--device", fleet.device, "--repo", url, "--state", str(state),
+             "--passes", str(args.passes), *(["--modules", modules] if modules else [])]  # fmt: skip
+    command = [str(PYTHON), __file__, *child]
+    if image:
+        site = "/usr/local/lib/python3.11/dist-packages/reconciler"
+        command = [
+            "docker", "run", "--rm", "--network", "host", "--label", f"{LABEL}={RUN}",
+            "-v", "/var/run/docker.sock:/var/run/docker.sock",
+            "-v", f"{ROOT / 'reconciler'}:{site}:ro", "-v", f"{ROOT / 'bench'}:/bench:ro",
+            "-v", f"{tmp}:{tmp}", "--entrypoint", "python3", image, "/bench/agent.py", *child,
+        ]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"child failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])

@@ -122,7 +122,7 @@ def no_change(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, floa
 def idle(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, Any]:
     fleet = bench_agent.Fleet(tmp / "served", f"fi-{RUN}", image)
     with bench_agent.git_daemon(tmp / "served") as port:
-        ns = argparse.Namespace(passes=args.passes, modules=args.modules)
+        ns = argparse.Namespace(passes=args.passes, modules=args.modules, image=args.image)
         try:
             return bench_agent.idle_passes(ns, fleet, f"git://127.0.0.1:{port}/fleet", tmp)
         finally:
@@ -153,11 +153,16 @@ print(repr(costs))
 """
 
 
-def breakdown(modules: Path) -> dict[str, int]:
+def breakdown(modules: Path, image: str | None) -> dict[str, int]:
     """RSS (kB) each package adds when the idle agent's modules are imported again in its
     order, in a fresh interpreter: what each import costs, not the heap a pass built."""
     names = modules.read_text().split()
-    out = subprocess.run([sys.executable, "-c", REPLAY, *names], capture_output=True, text=True,
+    python = [sys.executable]
+    if image:
+        site = "/usr/local/lib/python3.11/dist-packages/reconciler"
+        python = ["docker", "run", "--rm", "-v", f"{ROOT / 'reconciler'}:{site}:ro",
+                  "--entrypoint", "python3", image]  # fmt: skip
+    out = subprocess.run([*python, "-c", REPLAY, *names], capture_output=True, text=True,
                          check=True, cwd=ROOT)  # fmt: skip
     costs: dict[str, int] = ast.literal_eval(out.stdout.strip())
     return costs
@@ -191,6 +196,10 @@ def main() -> int:
         "--only", choices=("idle",), default=None, help="run only this section (idle: point 4)"
     )
     parser.add_argument(
+        "--image", default=None, help="run the idle agent in this image (scripts/image), "
+        "with this checkout's reconciler mounted over its own",
+    )
+    parser.add_argument(
         "--breakdown", action="store_true", help="RSS each package of the idle agent adds"
     )
     args = parser.parse_args()
@@ -209,7 +218,7 @@ def main() -> int:
                   f"{before:.1f} MB, peak {hwm:.1f} MB), CPU {i['cpu_per_pass'] * 1000:.2f} ms"
                   " per idle pass", flush=True)  # fmt: skip
             if args.breakdown:
-                costs = breakdown(Path(args.modules))
+                costs = breakdown(Path(args.modules), args.image)
                 results["breakdown_kb"] = costs
                 total = sum(costs.values())
                 print(f"import replay: {total / 1024:.1f} MB; the largest shares:")
