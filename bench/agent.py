@@ -264,7 +264,9 @@ def idle_passes(args: argparse.Namespace, fleet: Fleet, url: str, tmp: Path) -> 
     state = tmp / ("state-idle-image" if image else "state-idle")
     modules = getattr(args, "modules", None)
     child = ["--child", "--device", fleet.device, "--repo", url, "--state", str(state),
-             "--passes", str(args.passes), *(["--modules", modules] if modules else [])]  # fmt: skip
+             "--passes", str(args.passes)]  # fmt: skip
+    if modules:
+        child += ["--modules", modules]
     command = [str(PYTHON), __file__, *child]
     if image:
         site = "/usr/local/lib/python3.11/dist-packages/reconciler"

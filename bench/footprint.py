@@ -25,6 +25,7 @@ import argparse
 import ast
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -120,13 +121,28 @@ def no_change(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, floa
 
 
 def idle(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, Any]:
-    fleet = bench_agent.Fleet(tmp / "served", f"fi-{RUN}", image)
-    with bench_agent.git_daemon(tmp / "served") as port:
-        ns = argparse.Namespace(passes=args.passes, modules=args.modules, image=args.image)
-        try:
-            return bench_agent.idle_passes(ns, fleet, f"git://127.0.0.1:{port}/fleet", tmp)
-        finally:
-            bench_agent.cleanup_agent(docker.from_env(), fleet.device)
+    """The idle child's figures. On an engine shared with other work the fleet's two
+    networks may find no free address pool for a while: then it waits and tries again."""
+    for attempt in range(6):
+        fleet = bench_agent.Fleet(tmp / f"served-{attempt}", f"fi-{RUN}", image)
+        with bench_agent.git_daemon(tmp / f"served-{attempt}") as port:
+            ns = argparse.Namespace(passes=args.passes, modules=args.modules, image=args.image)
+            try:
+                return bench_agent.idle_passes(ns, fleet, f"git://127.0.0.1:{port}/fleet", tmp)
+            except RuntimeError as e:
+                if "address pool" not in str(e) or attempt == 5:
+                    raise
+                print("idle: no free network address pool on the engine, retrying in 20 s",
+                      file=sys.stderr)  # fmt: skip
+            finally:
+                client = docker.from_env()
+                bench_agent.cleanup_agent(client, fleet.device)
+                owned = {"label": f"io.fleetgate.device={fleet.device}"}
+                for n in client.networks.list(filters=owned):
+                    n.remove()
+        shutil.rmtree(tmp / f"state-idle{'-image' if args.image else ''}", ignore_errors=True)
+        time.sleep(20)
+    raise AssertionError("unreachable")
 
 
 REPLAY = """
@@ -196,7 +212,9 @@ def main() -> int:
         "--only", choices=("idle",), default=None, help="run only this section (idle: point 4)"
     )
     parser.add_argument(
-        "--image", default=None, help="run the idle agent in this image (scripts/image), "
+        "--image",
+        default=None,
+        help="run the idle agent in this image (scripts/image), "
         "with this checkout's reconciler mounted over its own",
     )
     parser.add_argument(
@@ -225,7 +243,8 @@ def main() -> int:
                 for group, kb in sorted(costs.items(), key=lambda kv: -kv[1])[:25]:
                     print(f"  {group:32s} {kb / 1024:5.1f} MB")
             if args.only == "idle":
-                print(json.dumps(results), file=sys.stderr if os.environ.get("FOOTPRINT_QUIET") else sys.stdout)
+                quiet = os.environ.get("FOOTPRINT_QUIET")
+                print(json.dumps(results), file=sys.stderr if quiet else sys.stdout)
                 return 0
             results["no_change"] = no_change(args, image, tmp)
     finally:
