@@ -15,6 +15,12 @@ Printed:
 4. **image sizes**: every ``fleetgate:<version>*`` image present (``scripts/image``).
 
     .venv/bin/python bench/footprint.py [--passes 1000] [--repeat 5]
+        [--only idle] [--image fleetgate:0.1.0] [--breakdown]
+
+``--only idle``: section 1 only. ``--image``: the idle agent runs in that image (its
+Python and wheels, as a device runs it) with this checkout's ``reconciler`` mounted
+over the installed one. ``--breakdown``: the RSS each package adds, by importing the
+idle agent's modules again in their order in a fresh interpreter.
 
 Everything created carries the run's label / device id and is removed at the end.
 """
