@@ -244,6 +244,8 @@ def child(args: argparse.Namespace) -> None:
     full = agent.status().counters.passes_total - full_before
     server.stop()
     watcher.stop()
+    if args.modules:  # in import order: bench/footprint.py --breakdown replays it
+        Path(args.modules).write_text("\n".join(sys.modules))
     print(json.dumps({
         "passes": args.passes, "full_passes": full, "cpu_per_pass": cpu / args.passes,
         "wall_per_pass": wall / args.passes, "rss_before_kb": rss_before, "rss_kb": vm_kb("VmRSS"),
@@ -255,11 +257,26 @@ def child(args: argparse.Namespace) -> None:
 
 
 def idle_passes(args: argparse.Namespace, fleet: Fleet, url: str, tmp: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [str(PYTHON), __file__, "--child", "--device", fleet.device, "--repo", url,
-         "--state", str(tmp / "state-idle"), "--passes", str(args.passes)],
-        capture_output=True, text=True, timeout=1800, check=False,
-    )  # fmt: skip
+    """The idle child's figures; with ``args.image``, the child runs in that image (its
+    Python and dependencies, as a device runs them) with this checkout's ``reconciler``
+    mounted over the installed one, on the host network (the git daemon is on loopback)."""
+    image = getattr(args, "image", None)
+    state = tmp / ("state-idle-image" if image else "state-idle")
+    modules = getattr(args, "modules", None)
+    child = ["--child", "--device", fleet.device, "--repo", url, "--state", str(state),
+             "--passes", str(args.passes)]  # fmt: skip
+    if modules:
+        child += ["--modules", modules]
+    command = [str(PYTHON), __file__, *child]
+    if image:
+        site = "/usr/local/lib/python3.11/dist-packages/reconciler"
+        command = [
+            "docker", "run", "--rm", "--network", "host", "--label", f"{LABEL}={RUN}",
+            "-v", "/var/run/docker.sock:/var/run/docker.sock",
+            "-v", f"{ROOT / 'reconciler'}:{site}:ro", "-v", f"{ROOT / 'bench'}:/bench:ro",
+            "-v", f"{tmp}:{tmp}", "--entrypoint", "python3", image, "/bench/agent.py", *child,
+        ]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"child failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -380,6 +397,7 @@ def main() -> int:
     parser.add_argument("--device", help=argparse.SUPPRESS)
     parser.add_argument("--repo", help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
+    parser.add_argument("--modules", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)

@@ -15,6 +15,12 @@ Printed:
 4. **image sizes**: every ``fleetgate:<version>*`` image present (``scripts/image``).
 
     .venv/bin/python bench/footprint.py [--passes 1000] [--repeat 5]
+        [--only idle] [--image fleetgate:0.1.0] [--breakdown]
+
+``--only idle``: section 1 only. ``--image``: the idle agent runs in that image (its
+Python and wheels, as a device runs it) with this checkout's ``reconciler`` mounted
+over the installed one. ``--breakdown``: the RSS each package adds, by importing the
+idle agent's modules again in their order in a fresh interpreter.
 
 Everything created carries the run's label / device id and is removed at the end.
 """
@@ -22,8 +28,10 @@ Everything created carries the run's label / device id and is removed at the end
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -119,13 +127,67 @@ def no_change(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, floa
 
 
 def idle(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, Any]:
-    fleet = bench_agent.Fleet(tmp / "served", f"fi-{RUN}", image)
-    with bench_agent.git_daemon(tmp / "served") as port:
-        ns = argparse.Namespace(passes=args.passes)
-        try:
-            return bench_agent.idle_passes(ns, fleet, f"git://127.0.0.1:{port}/fleet", tmp)
-        finally:
-            bench_agent.cleanup_agent(docker.from_env(), fleet.device)
+    """The idle child's figures. On an engine shared with other work the fleet's two
+    networks may find no free address pool for a while: then it waits and tries again."""
+    for attempt in range(6):
+        fleet = bench_agent.Fleet(tmp / f"served-{attempt}", f"fi-{RUN}", image)
+        with bench_agent.git_daemon(tmp / f"served-{attempt}") as port:
+            ns = argparse.Namespace(passes=args.passes, modules=args.modules, image=args.image)
+            try:
+                return bench_agent.idle_passes(ns, fleet, f"git://127.0.0.1:{port}/fleet", tmp)
+            except RuntimeError as e:
+                if "address pool" not in str(e) or attempt == 5:
+                    raise
+                print("idle: no free network address pool on the engine, retrying in 20 s",
+                      file=sys.stderr)  # fmt: skip
+            finally:
+                client = docker.from_env()
+                bench_agent.cleanup_agent(client, fleet.device)
+                owned = {"label": f"io.fleetgate.device={fleet.device}"}
+                for n in client.networks.list(filters=owned):
+                    n.remove()
+        shutil.rmtree(tmp / f"state-idle{'-image' if args.image else ''}", ignore_errors=True)
+        time.sleep(20)
+    raise AssertionError("unreachable")
+
+
+REPLAY = """
+import importlib, sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+costs, last = {}, rss()
+costs["interpreter"] = last
+for name in sys.argv[1:]:
+    if name in sys.modules or name.startswith("__"):
+        continue
+    try:
+        importlib.import_module(name)
+    except Exception:
+        continue
+    now = rss()
+    parts = name.split(".")
+    group = ".".join(parts[:2]) if parts[0] == "reconciler" else parts[0]
+    costs[group] = costs.get(group, 0) + now - last
+    last = now
+print(repr(costs))
+"""
+
+
+def breakdown(modules: Path, image: str | None) -> dict[str, int]:
+    """RSS (kB) each package adds when the idle agent's modules are imported again in its
+    order, in a fresh interpreter: what each import costs, not the heap a pass built."""
+    names = modules.read_text().split()
+    python = [sys.executable]
+    if image:
+        site = "/usr/local/lib/python3.11/dist-packages/reconciler"
+        python = ["docker", "run", "--rm", "-v", f"{ROOT / 'reconciler'}:{site}:ro",
+                  "--entrypoint", "python3", image]  # fmt: skip
+    out = subprocess.run([*python, "-c", REPLAY, *names], capture_output=True, text=True,
+                         check=True, cwd=ROOT)  # fmt: skip
+    costs: dict[str, int] = ast.literal_eval(out.stdout.strip())
+    return costs
 
 
 def cold_start(repeat: int) -> dict[str, float]:
@@ -152,18 +214,44 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--only", choices=("idle",), default=None, help="run only this section (idle: point 4)"
+    )
+    parser.add_argument(
+        "--image",
+        default=None,
+        help="run the idle agent in this image (scripts/image), "
+        "with this checkout's reconciler mounted over its own",
+    )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="RSS each package of the idle agent adds"
+    )
     args = parser.parse_args()
+    args.modules = None
     client = docker.from_env()
     image = bench_agent.build_image(client)
     results: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="fleetgate-footprint-") as t:
             tmp = Path(t)
+            if args.breakdown:
+                args.modules = str(tmp / "modules.txt")
             results["idle"] = i = idle(args, image, tmp)
             rss, before, hwm = (i[k] / 1024 for k in ("rss_kb", "rss_before_kb", "hwm_kb"))
             print(f"idle agent after {i['passes']} passes: RSS {rss:.1f} MB (before them "
                   f"{before:.1f} MB, peak {hwm:.1f} MB), CPU {i['cpu_per_pass'] * 1000:.2f} ms"
                   " per idle pass", flush=True)  # fmt: skip
+            if args.breakdown:
+                costs = breakdown(Path(args.modules), args.image)
+                results["breakdown_kb"] = costs
+                total = sum(costs.values())
+                print(f"import replay: {total / 1024:.1f} MB; the largest shares:")
+                for group, kb in sorted(costs.items(), key=lambda kv: -kv[1])[:25]:
+                    print(f"  {group:32s} {kb / 1024:5.1f} MB")
+            if args.only == "idle":
+                quiet = os.environ.get("FOOTPRINT_QUIET")
+                print(json.dumps(results), file=sys.stderr if quiet else sys.stdout)
+                return 0
             results["no_change"] = no_change(args, image, tmp)
     finally:
         bench_agent.cleanup(client, f"fi-{RUN}")

@@ -35,6 +35,7 @@ from typing import Protocol
 import structlog
 
 from reconciler.agent.config import AgentConfig, config_warnings
+from reconciler.agent.memory import release_freed_memory
 from reconciler.agent.source import AgentSource, LockFiles, Refresh
 from reconciler.agent.triggers import Wakeup, backoff, jittered
 from reconciler.decide import gates
@@ -203,6 +204,7 @@ class Agent:
             ran = self._pass(reasons)
             if ran is not None:
                 self._tally = self._tally.counted(ran, time.monotonic() - started)
+                release_freed_memory()  # what the full pass freed, not kept while idle
         except Interrupted:
             why = self._stop_reason or "stop requested"
             self._override = ("interrupted", f"{why}: stopped at a wait; the next start resumes")

@@ -35,7 +35,6 @@ from reconciler.agent.triggers import EngineEventWatch, FileWatch, Wakeup, insta
 from reconciler.cli import EXIT_FAILED, EXIT_OK
 from reconciler.engine.docker import DockerEngine
 from reconciler.report.http import StatusServer, exposure_warning
-from reconciler.report.metrics import ReportCollector
 from reconciler.source import is_url
 from reconciler.store import StateStore
 
@@ -109,7 +108,11 @@ def run(args: argparse.Namespace) -> int:
     install_signal_handlers(on_hup=lambda: agent.nudge("sighup"), on_term=agent.request_stop)
     token = config.status_token
     # fleetgate_report_* beside the status series while the agent reports
-    metrics = [ReportCollector(reporter.stats)] if reporter is not None else []
+    metrics = []
+    if reporter is not None:
+        from reconciler.report.metrics import ReportCollector  # noqa: PLC0415  # prometheus_client
+
+        metrics.append(ReportCollector(reporter.stats))
     server = StatusServer(
         config.status_listen, agent.status, agent.nudge, token=token, metrics=metrics
     )

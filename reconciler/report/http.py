@@ -24,10 +24,9 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from prometheus_client.registry import Collector
 
 from reconciler.errors import UsageError
 from reconciler.report.http_rules import (
@@ -40,8 +39,10 @@ from reconciler.report.http_rules import (
     is_loopback,
 )
 from reconciler.report.status import Status, status_from_json, status_path
-from reconciler.report.status_metrics import render_metrics
 from reconciler.store import write_atomic
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
 
 DEFAULT_LISTEN = "127.0.0.1:9180"
 _JSON = "application/json"
@@ -281,6 +282,10 @@ class StatusServer:
         if route == "/status":
             return _json(HTTPStatus.OK, self.provide().to_json())
         if route == "/metrics":
+            # prometheus_client (~1 MB) only once something scrapes: an idle agent
+            # nobody scrapes never loads it
+            from reconciler.report.status_metrics import render_metrics  # noqa: PLC0415
+
             return HTTPStatus.OK, _PROMETHEUS, render_metrics(self.provide, self.metrics)
         if route == "/healthz":
             ok = self.alive()

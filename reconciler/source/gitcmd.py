@@ -1,19 +1,28 @@
-"""Running git: the one place a git process is started (through GitPython).
+"""Running git: the one place a git process is started.
 
 Every git call in :mod:`reconciler.source` goes through :func:`run_git`: killed after
 its timeout, never prompting, hooks and the ``ext::`` transport off, credentials
 handed over through the environment (never argv or disk), and git's stderr redacted
 (:mod:`reconciler.redaction`).
+
+It runs git with :mod:`subprocess` rather than GitPython: the agent calls git every
+poll, and GitPython held ~2-3 MB of the idle agent's memory for a ``Popen`` wrapper.
+The contract GitPython gave is kept: ``LANGUAGE`` / ``LC_ALL`` = ``C`` (English
+messages, parsed below), stdin from ``/dev/null``, one trailing newline stripped from
+stdout and stderr, and on timeout git *and its children* (``ssh``, remote helpers)
+killed, stderr then starting with ``Timeout:``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import git
 
 from reconciler.errors import SourceError
 from reconciler.redaction import MIN_SECRET_LENGTH, redact, text_secrets
@@ -87,25 +96,53 @@ def run_git(
         *args,
     ]
     started = time.monotonic()
-    try:
-        status, out, err = git.Git(str(cwd) if cwd else None).execute(
-            command,
-            with_extended_output=True,
-            with_exceptions=False,
-            kill_after_timeout=timeout,
-            env=_environment(extra, timeout),
-        )
-    except git.GitCommandNotFound:
-        raise SourceError(
-            "git is not installed; install it (Debian: apt-get install git)"
-        ) from None
+    status, out, err = _execute(command, cwd, _environment(extra, timeout), timeout)
     elapsed = time.monotonic() - started
-    err_text = err if isinstance(err, str) else bytes(err or b"").decode("utf-8", "replace")
-    out_text = out if isinstance(out, str) else bytes(out or b"").decode("utf-8", "replace")
+    err_text = err.decode("utf-8", "replace")
+    out_text = out.decode("utf-8", "replace")
     timed_out = status != 0 and (err_text.startswith("Timeout:") or elapsed >= timeout)
     handed = {v for k, v in extra.items() if k.startswith("FLEETGATE_GIT_")}
     secrets = text_secrets(args) | {v for v in handed if len(v) >= MIN_SECRET_LENGTH}
-    return GitResult(int(status or 0), out_text, redact(err_text, secrets), timed_out)
+    return GitResult(status, out_text, redact(err_text, secrets), timed_out)
+
+
+def _execute(
+    command: list[str], cwd: Path | None, env: Mapping[str, str], timeout: float
+) -> tuple[int, bytes, bytes]:
+    """Run ``command``; (exit status, stdout, stderr), one trailing newline stripped.
+
+    git runs in a session of its own, so a timeout kills its whole process group
+    (``ssh``, ``git-remote-http``, ``index-pack``), not only git.
+    """
+    try:
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd if cwd is not None and os.access(cwd, os.X_OK) else None,
+            env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        why = "git is not installed; install it (Debian: apt-get install git)"
+        raise SourceError(why) from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, _ = proc.communicate()
+        err = f"Timeout: git did not complete in {timeout:g} secs.".encode()
+    except BaseException:  # Ctrl-C, a stop: git is in its own session, take it along
+        _kill_group(proc)
+        proc.wait()
+        raise
+    return proc.returncode, out.removesuffix(b"\n"), err.removesuffix(b"\n")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it ended by itself meanwhile
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 _BOILERPLATE = (
