@@ -24,16 +24,21 @@ import contextlib
 import io
 import json
 import os
-import platform
 import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from demo_fleet import FleetView
-from demo_procs import Processes, agent_env, clean_up, demo_containers, stop_leftovers
+from demo_procs import (
+    Processes,
+    agent_config,
+    agent_env,
+    clean_up,
+    demo_containers,
+    stop_leftovers,
+)
 from demo_status import (
     Agent,
     converged,
@@ -50,16 +55,20 @@ from demo_tools import (
     GIT_ENV,
     DemoError,
     Settings,
+    Summary,
     answers,
+    commit_change,
     edit,
     free_port,
     git,
+    machine_arch,
     run,
     say,
     short,
     show,
     wait_for,
 )
+from demo_waves import run_waves
 
 # ---------------------------------------------------------------------- the fleet
 
@@ -71,10 +80,7 @@ def publish_fleet(s: Settings) -> str:
     shutil.copytree(EXAMPLE, s.repo)
     device_file = s.repo / "devices" / "demo.yaml"
     text = device_file.read_text()
-    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
-    if arch is None:
-        raise DemoError(f"the demo images run on amd64 and arm64, not {platform.machine()}")
-    text = edit(text, "arch: amd64", f"arch: {arch}", device_file)
+    text = edit(text, "arch: amd64", f"arch: {machine_arch()}", device_file)
     if s.port != 18080:
         text = edit(text, "variables:\n", f'variables:\n  DEMO_PORT: "{s.port}"\n', device_file)
     device_file.unlink()
@@ -91,26 +97,10 @@ def publish_fleet(s: Settings) -> str:
     return git(s.repo, "rev-parse", "HEAD")
 
 
-def commit_change(s: Settings, rel: str, old: str, new: str, message: str) -> str:
-    path = s.repo / rel
-    path.write_text(edit(path.read_text(), old, new, path))
-    git(s.repo, "commit", "--quiet", "--all", "-m", message)
-    return git(s.repo, "rev-parse", "HEAD")
-
-
 def write_agent_config(s: Settings, git_port: int, status_port: int, broker: str) -> Path:
     config = s.dir / "agent.yaml"
     config.write_text(
-        "# The demo agent's configuration (written by scripts/demo; see docs/agent.md).\n"
-        f"device: {s.device}\n"
-        f"repo: git://127.0.0.1:{git_port}/fleet\n"
-        "ref: main\n"
-        "pollInterval: 2s\n"
-        f"stateDir: {s.state}\n"
-        f"statusListen: 127.0.0.1:{status_port}\n"
-        "healthTimeout: 1m\n"
-        f"report: {broker}\n"
-        "reportInterval: 30s\n"
+        agent_config(s.device, f"git://127.0.0.1:{git_port}/fleet", s.state, status_port, broker)
     )
     return config
 
@@ -118,26 +108,12 @@ def write_agent_config(s: Settings, git_port: int, status_port: int, broker: str
 # ------------------------------------------------------------------------ commands
 
 
-@dataclass
-class Summary:
-    rows: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def add(self, step: str, revision: str, what: str) -> None:
-        self.rows.append((step, short(revision), what))
-
-    def print(self, total: float) -> None:
-        say(f"summary (the whole demo took {total:.0f}s)")
-        width = max(len(r[0]) for r in self.rows)
-        for step, rev, what in self.rows:
-            print(f"    {step:<{width}}  {rev}  {what}", flush=True)
-
-
 def run_demo(s: Settings) -> int:
     started = time.monotonic()
     s.dir.mkdir(parents=True, exist_ok=True)
     stop_leftovers(s)
     FleetView(s.dir).stop()  # the broker and page of an earlier run
-    if demo_containers(s.device) or (
+    if any(demo_containers(d) for d in (s.device, *s.wave_devices)) or (
         s.state.exists() and any(p.name != "data" for p in s.state.iterdir())
     ):
         say(f"removing the previous demo run of device {s.device} (its data is kept)")
@@ -174,8 +150,8 @@ def run_demo(s: Settings) -> int:
         say(f"fleetgate agent --config {s.shown(config)}   (log: {s.shown(s.dir / 'agent.log')})")
         show(config.read_text())
         agent_started = time.monotonic()
-        procs.start_agent(config)
-        agent = Agent(procs, status_port)
+        procs.start_agent(config, s.dir / "agent.log")
+        agent = Agent(procs, status_port, s.dir / "agent.log")
 
         say(f"waiting for the first revision {short(first)} to converge and turn healthy")
         wait_for(converged(agent, first), s.timeout, f"revision {short(first)} to converge")
@@ -188,7 +164,7 @@ def run_demo(s: Settings) -> int:
         say("update by commit: the sensor image fleetgate-demo/sensor:1 -> :2 (as CI would)")
         t0 = time.monotonic()
         update = commit_change(
-            s,
+            s.repo,
             "stacks/demo/compose.yaml",
             "image: fleetgate-demo/sensor:1",
             "image: fleetgate-demo/sensor:2",
@@ -209,7 +185,7 @@ def run_demo(s: Settings) -> int:
         say("bad release: a typo in stacks/demo/sensor.conf (BASE=21,5 — a decimal comma)")
         t0 = time.monotonic()
         bad = commit_change(
-            s,
+            s.repo,
             "stacks/demo/sensor.conf",
             "BASE=21\n",
             "BASE=21,5\n",
@@ -243,6 +219,7 @@ def run_demo(s: Settings) -> int:
         say(f"fleetgate history --device {s.device} --repo {s.shown(s.repo)}   (the audit trail)")
         show(run([FLEETGATE, "history", "--device", s.device, "--repo", s.repo]).stdout)
         page = show_fleet(s, fleet, revert)
+        waves = run_waves(s, procs, git_port, fleet.broker_url, summary)
     except BaseException:
         with contextlib.suppress(OSError):
             fleet.stop()
@@ -253,8 +230,9 @@ def run_demo(s: Settings) -> int:
             "and the fleet page keep running"
         )
         procs.stop()
-    if procs.agent_exit not in (0, None):
-        raise DemoError(f"the agent exited with code {procs.agent_exit} on SIGTERM (see its log)")
+    for log, code in procs.agent_exits.items():
+        if code not in (0, None):
+            raise DemoError(f"an agent exited with code {code} on SIGTERM (see {s.shown(log)})")
 
     summary.print(time.monotonic() - started)
     look = [
@@ -269,14 +247,19 @@ def run_demo(s: Settings) -> int:
         (f".venv/bin/fleetgate status --device {s.device} --state-dir {s.shown(s.state)}", ""),
         (f".venv/bin/fleetgate history --device {s.device} --repo {s.shown(s.repo)}", ""),
         (s.shown(s.dir / "agent.log"), "the agent's log (JSON lines)"),
+        (
+            f".venv/bin/fleetgate history --device {s.wave_devices[1]} --repo {s.shown(waves)}",
+            "the promotion",
+        ),
+        (s.shown(s.waves), "the waves agents' configs, logs and state"),
     ]
     print("\nLook around (the containers keep running; no agent watches them now):")
     for command, what in look:
         print(f"    {command:<62} {what}".rstrip())
     print("Clean up:")
     data = s.shown(s.state / "data")
-    print("    scripts/demo --clean            containers, network, mosquitto, fleet page,")
-    print("                                    state and logs;")
+    print("    scripts/demo --clean            containers (the waves devices' too), network,")
+    print("                                    mosquitto, fleet page, state and logs;")
     print(f"                                    keeps the sensor's data in {data}")
     print("    scripts/demo --clean --purge    also the data, named volumes and demo images")
     return 0

@@ -66,13 +66,13 @@ def stop_pid(pid: int, marker: str, grace: float = 30.0) -> None:
 
 
 def stop_leftovers(s: Settings) -> None:
-    """Stop an agent / git daemon that an interrupted earlier run left behind."""
+    """Stop the agents / git daemon that an interrupted earlier run left behind."""
     try:
         record = json.loads(s.run_file.read_text())
     except (OSError, ValueError):
         return
-    for name in ("agent_pid", "daemon_pid"):
-        pid = record.get(name)
+    pids = [record.get("daemon_pid"), *(record.get("agent_pids") or [])]
+    for pid in pids:
         if isinstance(pid, int):
             stop_pid(pid, str(s.dir))
 
@@ -84,14 +84,39 @@ def agent_env() -> dict[str, str]:
     return env
 
 
+def agent_config(
+    device: str,
+    url: str,
+    state: Path,
+    status_port: int,
+    broker: str,
+    *,
+    report_interval: str = "30s",
+    topic: str | None = None,
+) -> str:
+    """An agent's configuration file (the keys of docs/agent.md), demo-sized: a 2 s poll."""
+    return (
+        "# The demo agent's configuration (written by scripts/demo; see docs/agent.md).\n"
+        f"device: {device}\n"
+        f"repo: {url}\n"
+        "ref: main\n"
+        "pollInterval: 2s\n"
+        f"stateDir: {state}\n"
+        f"statusListen: 127.0.0.1:{status_port}\n"
+        "healthTimeout: 1m\n"
+        f"report: {broker}\n"
+        f"reportInterval: {report_interval}\n" + (f"reportTopic: {topic}\n" if topic else "")
+    )
+
+
 @dataclass
 class Processes:
-    """The git daemon and the agent of one run; :meth:`stop` ends both (SIGTERM first)."""
+    """The git daemon and the agents of one run; :meth:`stop` ends them (SIGTERM first)."""
 
     s: Settings
     daemon: subprocess.Popen[bytes] | None = None
-    agent: subprocess.Popen[bytes] | None = None
-    agent_exit: int | None = None
+    agents: dict[Path, subprocess.Popen[bytes]] = field(default_factory=dict)  # by log file
+    agent_exits: dict[Path, int | None] = field(default_factory=dict)
     logs: list[Any] = field(default_factory=list)
 
     def record(self) -> None:
@@ -100,7 +125,7 @@ class Processes:
                 {
                     "device": self.s.device,
                     "port": self.s.port,
-                    "agent_pid": self.agent.pid if self.agent else None,
+                    "agent_pids": [a.pid for a in self.agents.values()],
                     "daemon_pid": self.daemon.pid if self.daemon else None,
                 }
             )
@@ -134,10 +159,11 @@ class Processes:
         log_name = self.s.shown(self.s.dir / "git-daemon.log")
         raise DemoError(f"git daemon did not start (see {log_name})")
 
-    def start_agent(self, config: Path) -> None:
-        log = (self.s.dir / "agent.log").open("wb")
+    def start_agent(self, config: Path, log_path: Path) -> None:
+        """``fleetgate agent --config CONFIG`` in the background, logging to ``log_path``."""
+        log = log_path.open("wb")
         self.logs.append(log)
-        self.agent = subprocess.Popen(
+        self.agents[log_path] = subprocess.Popen(
             [str(FLEETGATE), "agent", "--config", str(config)],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -146,23 +172,23 @@ class Processes:
         )
         self.record()
 
-    def check_agent(self) -> None:
-        if self.agent is not None and self.agent.poll() is not None:
-            tail = self.agent_log_tail()
-            raise DemoError(f"the agent exited with code {self.agent.returncode}: {tail}")
-
-    def agent_log_tail(self) -> str:
-        lines = (self.s.dir / "agent.log").read_text(errors="replace").strip().splitlines()
-        return lines[-1] if lines else "no output"
+    def check_agent(self, log_path: Path) -> None:
+        agent = self.agents.get(log_path)
+        if agent is not None and agent.poll() is not None:
+            lines = log_path.read_text(errors="replace").strip().splitlines()
+            tail = lines[-1] if lines else "no output"
+            raise DemoError(f"the agent exited with code {agent.returncode}: {tail}")
 
     def stop(self) -> None:
-        if self.agent is not None and self.agent.poll() is None:
-            self.agent.send_signal(signal.SIGTERM)
+        running = {log: a for log, a in self.agents.items() if a.poll() is None}
+        for agent in running.values():
+            agent.send_signal(signal.SIGTERM)
+        for log, agent in running.items():
             try:
-                self.agent_exit = self.agent.wait(timeout=30)
+                self.agent_exits[log] = agent.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.agent.kill()
-                self.agent_exit = self.agent.wait(timeout=10)
+                agent.kill()
+                self.agent_exits[log] = agent.wait(timeout=10)
         if self.daemon is not None and self.daemon.poll() is None:
             self.daemon.terminate()
             try:
@@ -231,7 +257,8 @@ def clean_up(s: Settings, purge: bool) -> list[str]:
     stop_leftovers(s)
     lines += FleetView(s.dir).stop()
     if engine_answers():
-        lines += [f"removed {x}" for x in remove_docker_objects(s.device, purge)]
+        for device in (s.device, *s.wave_devices):
+            lines += [f"removed {x}" for x in remove_docker_objects(device, purge)]
         if purge:
             for image in IMAGES:
                 if run(["docker", "image", "inspect", image], check=False).returncode != 0:
@@ -253,6 +280,7 @@ def clean_up(s: Settings, purge: bool) -> list[str]:
             lines.append(f"removed {s.shown(s.state)} (except its data)")
     for path in (
         s.served,
+        s.waves,
         s.run_file,
         s.dir / "agent.yaml",
         s.dir / "agent.log",

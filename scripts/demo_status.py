@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from demo_procs import Processes
@@ -32,9 +33,10 @@ class Agent:
 
     procs: Processes
     status_port: int
+    log: Path  # the agent's log file, which names it in ``procs``
 
     def status(self) -> dict[str, Any] | None:
-        self.procs.check_agent()
+        self.procs.check_agent(self.log)
         try:
             code, body = http_get(f"http://127.0.0.1:{self.status_port}/status")
         except (OSError, urllib.error.URLError):

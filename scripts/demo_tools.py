@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import re
 import shutil
 import socket
@@ -13,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -45,19 +46,23 @@ class Settings:
     device: str
     port: int
     timeout: float
+    soak: int = 20  # seconds the lab runs a release healthy before production may follow
 
     @staticmethod
     def from_env(env: Mapping[str, str]) -> Settings:
         device = env.get("FLEETGATE_DEMO_DEVICE", "demo")
-        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", device):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,55}", device):
             raise DemoError(f"FLEETGATE_DEMO_DEVICE={device!r} is not a device id ([a-z0-9-])")
         try:
             port = int(env.get("FLEETGATE_DEMO_PORT", "18080"))
             timeout = float(env.get("FLEETGATE_DEMO_TIMEOUT", "120"))
+            soak = int(env.get("FLEETGATE_DEMO_SOAK", "20"))
         except ValueError as e:
-            raise DemoError(f"FLEETGATE_DEMO_PORT / FLEETGATE_DEMO_TIMEOUT: {e}") from None
+            raise DemoError(
+                f"FLEETGATE_DEMO_PORT / FLEETGATE_DEMO_TIMEOUT / FLEETGATE_DEMO_SOAK: {e}"
+            ) from None
         folder = Path(env.get("FLEETGATE_DEMO_DIR") or ROOT / ".demo").resolve()
-        return Settings(folder, device, port, timeout)
+        return Settings(folder, device, port, timeout, soak)
 
     @property
     def state(self) -> Path:
@@ -70,6 +75,16 @@ class Settings:
     @property
     def repo(self) -> Path:
         return self.served / "fleet"
+
+    @property
+    def waves(self) -> Path:
+        """The waves part's agents: their configs, logs and state."""
+        return self.dir / "waves"
+
+    @property
+    def wave_devices(self) -> tuple[str, str, str]:
+        """The waves part's devices: the lab, then two production devices."""
+        return (f"{self.device}-lab", f"{self.device}-line-1", f"{self.device}-line-2")
 
     @property
     def run_file(self) -> Path:
@@ -181,3 +196,33 @@ def remove_path(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
+
+
+def commit_change(repo: Path, rel: str, old: str, new: str, message: str) -> str:
+    """Replace ``old`` by ``new`` in ``repo/rel``, commit everything; the new HEAD."""
+    path = repo / rel
+    path.write_text(edit(path.read_text(), old, new, path))
+    git(repo, "commit", "--quiet", "--all", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def machine_arch() -> str:
+    """This machine's architecture as device files say it (the demo images' two)."""
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
+    if arch is None:
+        raise DemoError(f"the demo images run on amd64 and arm64, not {platform.machine()}")
+    return arch
+
+
+@dataclass
+class Summary:
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, step: str, revision: str, what: str) -> None:
+        self.rows.append((step, short(revision), what))
+
+    def print(self, total: float) -> None:
+        say(f"summary (the whole demo took {total:.0f}s)")
+        width = max(len(r[0]) for r in self.rows)
+        for step, rev, what in self.rows:
+            print(f"    {step:<{width}}  {rev}  {what}", flush=True)
