@@ -34,7 +34,7 @@ from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
 from reconciler.cli.output import emit
 from reconciler.errors import UsageError
 from reconciler.manifests.tree import RepoTree
-from reconciler.manifests.waves import load_rollout, membership
+from reconciler.manifests.waves import load_rollout, membership, read_rollout
 from reconciler.render.device import DEFAULT_STATE_DIR
 from reconciler.review.impact import (
     Change,
@@ -44,7 +44,8 @@ from reconciler.review.impact import (
     local_time,
     summarize,
 )
-from reconciler.review.scope import Assessment, assess, read_side
+from reconciler.review.impact_pins import PinImpact, PinMove, pin_impact, pin_moves
+from reconciler.review.scope import Assessment, Side, assess, read_side
 from reconciler.source import open_source
 from reconciler.source.commits import scratch_cache
 
@@ -59,6 +60,7 @@ class Review:
     assessment: Assessment
     waves: Mapping[str, str] = field(default_factory=dict)  # device -> rollout wave at HEAD
     first_wave: str | None = None  # None: no rollout declared
+    pins: tuple[PinImpact, ...] = ()  # waves whose pin moves, and what that lands
 
     def lands(self, device: str) -> str:
         return landing(self.waves.get(device, ""), self.first_wave)
@@ -111,12 +113,40 @@ def review(
     """Materialize BASE and HEAD of ``repo`` and assess the change between them."""
     old = open_source(repo, cache_dir, ref=base)
     new = open_source(repo, cache_dir, ref=head)
+    before = read_side(RepoTree(old.root), old.revision)
     after = read_side(RepoTree(new.root), new.revision)
-    assessment = assess(read_side(RepoTree(old.root), old.revision), after, now, state_dir)
+    assessment = assess(before, after, now, state_dir)
     rollout = load_rollout(after.tree, after.repo)[0]
     first = rollout.waves[0].name if rollout.declared else None
     waves = membership(rollout, after.repo)
-    return Review(old.revision, new.revision, now, assessment, waves, first)
+    pins = tuple(
+        _pin_impact(repo, cache_dir, move, waves, now=now, state_dir=state_dir)
+        for move in pin_moves(read_rollout(before.tree)[0], rollout)
+    )
+    return Review(old.revision, new.revision, now, assessment, waves, first, pins)
+
+
+def _pin_impact(
+    repo: str,
+    cache_dir: Path,
+    move: PinMove,
+    waves: Mapping[str, str],
+    *,
+    now: datetime,
+    state_dir: str,
+) -> PinImpact:
+    """The fleet at the wave's old and new pinned revisions, compared for its devices."""
+
+    def side(revision: str | None) -> Side | None:
+        if revision is None:
+            return None
+        checkout = open_source(repo, cache_dir, ref=revision)
+        return read_side(RepoTree(checkout.root), checkout.revision)
+
+    members = [device for device, wave in waves.items() if wave == move.wave]
+    return pin_impact(
+        move, members, side(move.before), side(move.after), now=now, state_dir=state_dir
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,6 +226,18 @@ def document_of(result: Review) -> dict[str, Any]:
             "byGroup": dict(totals.by_group),
         },
         "devices": [device_document(d, result) for d in a.devices],
+        "pins": [pin_document(p, result) for p in result.pins],
+    }
+
+
+def pin_document(pin: PinImpact, result: Review) -> dict[str, Any]:
+    return {
+        "wave": pin.move.wave,
+        "before": pin.move.before,
+        "after": pin.move.after,
+        "members": len(pin.members),
+        "devices": [{**device_document(d, result), "lands": "now"} for d in pin.devices],
+        "findings": [f.to_json() for f in pin.findings],
     }
 
 
@@ -246,6 +288,10 @@ def _short(sha: str | None) -> str:
 def text(result: Review) -> str:
     a = result.assessment
     head = f"impact {_short(result.base)}..{_short(result.head)}"
+    if not a.devices and result.pins:
+        moved = ", ".join(p.move.wave for p in result.pins)
+        lines = [f"{head}: the files of no device change; the pin of {moved} moves"]
+        return "\n".join(lines + pin_lines(result)) + "\n"
     if not a.devices:
         return f"{head}: no device's desired state changes\n"
     totals = summarize(a.devices)
@@ -258,7 +304,30 @@ def text(result: Review) -> str:
         lands = f"; wave {wave}: lands {result.lands(d.device)}" if wave else ""
         lines += ["", f"device {d.device} {d.kind} ({d.site or 'no site'}; {when(d)}{lands})"]
         lines += device_lines(d)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + pin_lines(result)) + "\n"
+
+
+def pin_title(pin: PinImpact, code: str = "") -> str:
+    """``wave production: pin 1a2b… → 3c4d…: 2 of 2 devices change``."""
+    move = pin.move
+    before = f"{code}{_short(move.before)}{code}" if move.before else "(none: not started)"
+    after = f"{code}{_short(move.after)}{code}" if move.after else "(none)"
+    head = f"wave {code}{move.wave}{code}: pin {before} → {after}"
+    if move.after is None:
+        return f"{head}: its {len(pin.members)} devices keep what they run"
+    return f"{head}: {len(pin.devices)} of {len(pin.members)} devices change (lands now)"
+
+
+def pin_lines(result: Review) -> list[str]:
+    """Per moved pin, what it lands on each device of the wave (old pin → new pin)."""
+    lines: list[str] = []
+    for pin in result.pins:
+        lines += ["", pin_title(pin)]
+        lines += [f"  note: the pinned revision has a finding: {f}" for f in pin.findings]
+        for d in pin.devices:
+            lines.append(f"  device {d.device} {d.kind} ({d.site or 'no site'}; {when(d)})")
+            lines += device_lines(d, "    ")
+    return lines
 
 
 # ------------------------------------------------------------------ markdown
@@ -271,6 +340,9 @@ def markdown(result: Review) -> str:
     if a.findings:
         rows = "\n".join(f"- `{f}`" for f in a.findings)
         return f"{title}\n\n:x: **HEAD is invalid** ({len(a.findings)} problems):\n\n{rows}\n"
+    pins = pin_markdown(result)
+    if not a.devices and pins:
+        return f"{title}\n\nThe files of no device change; a wave's pin moves.\n{pins}"
     if not a.devices:
         return f"{title}\n\nNo device's desired state changes ({a.total} devices checked).\n"
     totals = summarize(a.devices)
@@ -295,8 +367,21 @@ def markdown(result: Review) -> str:
         out += [f"| `{d.device}` | {d.site or '-'} | {when(d)} |" for d in shown]
         if len(devices) > len(shown):
             out.append(f"| … and {len(devices) - len(shown)} more | | |")
-    body = "\n".join(out) + "\n"
+    body = "\n".join(out) + "\n" + pins
     if len(body) > MARKDOWN_LIMIT:
         cut = body[:MARKDOWN_LIMIT].rsplit("\n", 1)[0]
         body = f"{cut}\n\n… truncated; run `fleetgate impact --output json` for every device.\n"
     return body
+
+
+def pin_markdown(result: Review) -> str:
+    """A section per moved pin: each device of the wave that changes, with its changes."""
+    out: list[str] = []
+    for pin in result.pins:
+        out += ["", f"#### {pin_title(pin, '`')}", ""]
+        for d in pin.devices[:50]:
+            out.append(f"- `{d.device}` {d.kind} ({when(d)})")
+            out += [f"  - {line.strip()}" for line in device_lines(d, "", "`")]
+        if len(pin.devices) > 50:
+            out.append(f"- … and {len(pin.devices) - 50} more")
+    return "\n".join(out) + "\n" if out else ""
