@@ -25,16 +25,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
 from reconciler.cli.output import emit
-from reconciler.errors import UsageError
+from reconciler.errors import Finding, ManifestError, SourceError, UsageError
 from reconciler.manifests.tree import RepoTree
-from reconciler.manifests.waves import load_rollout, membership, read_rollout
+from reconciler.manifests.waves import Rollout, load_rollout, membership, read_rollout
 from reconciler.render.device import DEFAULT_STATE_DIR
 from reconciler.review.impact import (
     Change,
@@ -116,37 +116,61 @@ def review(
     before = read_side(RepoTree(old.root), old.revision)
     after = read_side(RepoTree(new.root), new.revision)
     assessment = assess(before, after, now, state_dir)
-    rollout = load_rollout(after.tree, after.repo)[0]
+    rollout, problems = load_rollout(after.tree, after.repo)
+    if problems:  # a bad pin file or wave list at HEAD: as invalid as a bad manifest
+        findings = sorted({*assessment.findings, *problems})
+        return Review(
+            old.revision,
+            new.revision,
+            now,
+            replace(assessment, devices=(), findings=tuple(findings)),
+        )
     first = rollout.waves[0].name if rollout.declared else None
     waves = membership(rollout, after.repo)
+    base_rollout = read_rollout(before.tree)[0]
     pins = tuple(
-        _pin_impact(repo, cache_dir, move, waves, now=now, state_dir=state_dir)
-        for move in pin_moves(read_rollout(before.tree)[0], rollout)
+        _pin_impact(repo, cache_dir, move, waves, (base_rollout, rollout), now, state_dir)
+        for move in pin_moves(base_rollout, rollout)
     )
     return Review(old.revision, new.revision, now, assessment, waves, first, pins)
 
 
-def _pin_impact(
+def _pin_impact(  # noqa: PLR0917 (one call site, all positional)
     repo: str,
     cache_dir: Path,
     move: PinMove,
     waves: Mapping[str, str],
-    *,
+    rollouts: tuple[Rollout, Rollout],
     now: datetime,
     state_dir: str,
 ) -> PinImpact:
     """The fleet at the wave's old and new pinned revisions, compared for its devices."""
 
-    def side(revision: str | None) -> Side | None:
+    notes: list[Finding] = []
+
+    def side(revision: str | None, rollout: Rollout, at: str) -> Side | None:
         if revision is None:
             return None
-        checkout = open_source(repo, cache_dir, ref=revision)
+        try:
+            checkout = open_source(repo, cache_dir, ref=revision)
+        except SourceError as e:
+            pin = (rollout.pins or {})[move.wave]
+            where = (pin.location.path, pin.location.line)
+            problem = (
+                f"wave {move.wave} is pinned to {revision} at {at}, which cannot be read ({e})"
+            )
+            if at == "BASE":  # the change may be the fix: show the new pin as a start
+                notes.append(Finding(*where, f"{problem}; shown as not started"))
+                return None
+            message = f"{problem}; pin a commit of the branch (fleetgate validate checks it)"
+            raise ManifestError([Finding(*where, message)]) from None
         return read_side(RepoTree(checkout.root), checkout.revision)
 
     members = [device for device, wave in waves.items() if wave == move.wave]
-    return pin_impact(
-        move, members, side(move.before), side(move.after), now=now, state_dir=state_dir
-    )
+    old = side(move.before, rollouts[0], "BASE")
+    new = side(move.after, rollouts[1], "HEAD")
+    found = pin_impact(move, members, old, new, now=now, state_dir=state_dir)
+    return replace(found, findings=(*notes, *found.findings))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -323,7 +347,7 @@ def pin_lines(result: Review) -> list[str]:
     lines: list[str] = []
     for pin in result.pins:
         lines += ["", pin_title(pin)]
-        lines += [f"  note: the pinned revision has a finding: {f}" for f in pin.findings]
+        lines += [f"  note: {f}" for f in pin.findings]
         for d in pin.devices:
             lines.append(f"  device {d.device} {d.kind} ({d.site or 'no site'}; {when(d)})")
             lines += device_lines(d, "    ")
