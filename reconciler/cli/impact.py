@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
+from reconciler.cli.impact_pins import pin_impact_at
 from reconciler.cli.output import emit
-from reconciler.errors import Finding, ManifestError, SourceError, UsageError
+from reconciler.errors import UsageError
 from reconciler.manifests.tree import RepoTree
-from reconciler.manifests.waves import Rollout, load_rollout, membership, read_rollout
+from reconciler.manifests.waves import load_rollout, membership, read_rollout
 from reconciler.render.device import DEFAULT_STATE_DIR
 from reconciler.review.impact import (
     Change,
@@ -44,8 +45,8 @@ from reconciler.review.impact import (
     local_time,
     summarize,
 )
-from reconciler.review.impact_pins import PinImpact, PinMove, pin_impact, pin_moves
-from reconciler.review.scope import Assessment, Side, assess, read_side
+from reconciler.review.impact_pins import PinImpact, pin_moves
+from reconciler.review.scope import Assessment, assess, read_side
 from reconciler.source import open_source
 from reconciler.source.commits import scratch_cache
 
@@ -108,76 +109,52 @@ def parse_now(text: str) -> datetime:
 
 
 def review(
-    repo: str, base: str, head: str, *, cache_dir: Path, now: datetime, state_dir: str
+    repo: str,
+    base: str,
+    head: str,
+    *,
+    cache_dir: Path,
+    now: datetime,
+    state_dir: str,
+    pins: bool = False,
 ) -> Review:
-    """Materialize BASE and HEAD of ``repo`` and assess the change between them."""
+    """Materialize BASE and HEAD of ``repo`` and assess the change between them.
+
+    With ``pins`` (``fleetgate impact``) HEAD's rollout findings count as invalid HEAD,
+    and each wave whose pin moved is assessed at its old and new pinned revisions.
+    """
     old = open_source(repo, cache_dir, ref=base)
     new = open_source(repo, cache_dir, ref=head)
     before = read_side(RepoTree(old.root), old.revision)
     after = read_side(RepoTree(new.root), new.revision)
     assessment = assess(before, after, now, state_dir)
     rollout, problems = load_rollout(after.tree, after.repo)
-    if problems:  # a bad pin file or wave list at HEAD: as invalid as a bad manifest
-        findings = sorted({*assessment.findings, *problems})
-        return Review(
-            old.revision,
-            new.revision,
-            now,
-            replace(assessment, devices=(), findings=tuple(findings)),
-        )
+    if pins and problems:  # a bad pin file or wave list at HEAD: as bad as a bad manifest
+        findings = tuple(sorted({*assessment.findings, *problems}))
+        invalid = replace(assessment, devices=(), findings=findings)
+        return Review(old.revision, new.revision, now, invalid)
     first = rollout.waves[0].name if rollout.declared else None
     waves = membership(rollout, after.repo)
     base_rollout = read_rollout(before.tree)[0]
-    pins = tuple(
-        _pin_impact(repo, cache_dir, move, waves, (base_rollout, rollout), now, state_dir)
-        for move in pin_moves(base_rollout, rollout)
+    moved = pin_moves(base_rollout, rollout) if pins else ()
+    impacts = tuple(
+        pin_impact_at(repo, cache_dir, move, waves, (base_rollout, rollout), now, state_dir)
+        for move in moved
     )
-    return Review(old.revision, new.revision, now, assessment, waves, first, pins)
-
-
-def _pin_impact(  # noqa: PLR0917 (one call site, all positional)
-    repo: str,
-    cache_dir: Path,
-    move: PinMove,
-    waves: Mapping[str, str],
-    rollouts: tuple[Rollout, Rollout],
-    now: datetime,
-    state_dir: str,
-) -> PinImpact:
-    """The fleet at the wave's old and new pinned revisions, compared for its devices."""
-
-    notes: list[Finding] = []
-
-    def side(revision: str | None, rollout: Rollout, at: str) -> Side | None:
-        if revision is None:
-            return None
-        try:
-            checkout = open_source(repo, cache_dir, ref=revision)
-        except SourceError as e:
-            pin = (rollout.pins or {})[move.wave]
-            where = (pin.location.path, pin.location.line)
-            problem = (
-                f"wave {move.wave} is pinned to {revision} at {at}, which cannot be read ({e})"
-            )
-            if at == "BASE":  # the change may be the fix: show the new pin as a start
-                notes.append(Finding(*where, f"{problem}; shown as not started"))
-                return None
-            message = f"{problem}; pin a commit of the branch (fleetgate validate checks it)"
-            raise ManifestError([Finding(*where, message)]) from None
-        return read_side(RepoTree(checkout.root), checkout.revision)
-
-    members = [device for device, wave in waves.items() if wave == move.wave]
-    old = side(move.before, rollouts[0], "BASE")
-    new = side(move.after, rollouts[1], "HEAD")
-    found = pin_impact(move, members, old, new, now=now, state_dir=state_dir)
-    return replace(found, findings=(*notes, *found.findings))
+    return Review(old.revision, new.revision, now, assessment, waves, first, impacts)
 
 
 def run(args: argparse.Namespace) -> int:
     now = args.now or datetime.now(UTC)
     with scratch_cache(args.cache_dir) as cache:
         result = review(
-            args.repo, args.base, args.head, cache_dir=cache, now=now, state_dir=args.state_dir
+            args.repo,
+            args.base,
+            args.head,
+            cache_dir=cache,
+            now=now,
+            state_dir=args.state_dir,
+            pins=True,
         )
     findings = result.assessment.findings
     if args.output == "json":
