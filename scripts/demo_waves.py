@@ -56,8 +56,9 @@ rollout:
       selector: {{ring: lab}}
     - name: production
       selector: {{}}        # every other device
-      soak: {soak}s         # the lab ran the release this long, healthy (a plant: 24h)
-      maxFailed: 0          # failed, rolled back, offline or silent lab devices allowed
+      maxFailed: 0        # lab devices that may be failed, rolled back, offline or silent
+      # how long the lab runs a release healthy before production may follow (a plant: 24h)
+      soak: {soak}s
 """
 STACK = """\
 requires:

@@ -13,7 +13,11 @@ JSON (stable fields)::
      "devices": [{"device", "kind", "site", "groups", "schedule", "appliesAt", "timezone",
                   "changes": [{"subject", "before", "after"}],
                   "stacks": [{"name", "kind", "changes": [...],
-                              "services": [{"service", "kind", "changes": [...]}]}]}]}
+                              "services": [{"service", "kind", "changes": [...]}]}]}],
+     "pins": [{"wave", "before", "after", "members": n, "devices": [...], "findings": [...]}]}
+
+``pins``: the waves whose ``waves/<wave>.yaml`` moved, and per device of the wave what
+the move lands (old pin → new pin, :mod:`reconciler.review.impact_pins`).
 
 ``kind`` is ``added | removed | changed``; ``schedule`` is ``any time | open now |
 scheduled | never``; ``appliesAt`` is RFC 3339 UTC (``null`` unless scheduled).
