@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from demo_tools import (
     free_port,
     remove_path,
     run,
+    stop_pid,
     wait_for,
 )
 
@@ -40,29 +40,6 @@ def started(proc: subprocess.Popen[bytes], port: int) -> Callable[[], bool | Non
         return False if proc.poll() is not None else None
 
     return check
-
-
-def pid_alive(pid: int, marker: str) -> bool:
-    """``pid`` runs and its command line contains ``marker`` (so never a recycled pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return False
-    return marker in cmdline
-
-
-def stop_pid(pid: int, marker: str, grace: float = 30.0) -> None:
-    """SIGTERM a process the demo started (checked by ``marker``); SIGKILL after ``grace``."""
-    if not pid_alive(pid, marker):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while pid_alive(pid, marker) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if pid_alive(pid, marker):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def stop_leftovers(s: Settings) -> None:

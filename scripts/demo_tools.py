@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -226,3 +227,28 @@ class Summary:
         width = max(len(r[0]) for r in self.rows)
         for step, rev, what in self.rows:
             print(f"    {step:<{width}}  {rev}  {what}", flush=True)
+
+
+def pid_alive(pid: int, marker: str) -> bool:
+    """``pid`` runs and its command line contains ``marker`` (so never a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return marker in cmdline
+
+
+def stop_pid(pid: int, marker: str, grace: float = 30.0) -> bool:
+    """SIGTERM a process the demo started (checked by ``marker``); SIGKILL after ``grace``.
+    True when it was still running."""
+    if not pid_alive(pid, marker):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pid_alive(pid, marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(pid, marker):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return True
