@@ -38,7 +38,7 @@ class Agent:
     def status(self) -> dict[str, Any] | None:
         self.procs.check_agent(self.log)
         try:
-            code, body = http_get(f"http://127.0.0.1:{self.status_port}/status")
+            code, body = http_get(f"http://127.0.0.1:{self.status_port}/status", timeout=5.0)
         except (OSError, urllib.error.URLError):
             return None
         if code != 200:

@@ -12,7 +12,8 @@ was). The story, each step timed:
    condition) and writes nothing;
 3. once the lab ran the release healthy for the soak (20 s here, ``24h`` in a plant),
    ``fleetgate promote production`` commits ``waves/production.yaml``;
-4. both production devices converge on the pinned revision.
+4. ``fleetgate impact`` of the promotion shows what it lands on each production device;
+   both converge on the pinned revision.
 
 Their containers keep running like the main demo's; ``scripts/demo --clean`` removes
 them and ``.demo/waves/`` (configs, logs and state of the three agents).
@@ -138,6 +139,19 @@ def holding(agent: Agent) -> Callable[[], dict[str, Any] | None]:
     return check
 
 
+def settle(agent: Agent, revision: str, timeout: float, device: str) -> None:
+    """Wait for ``device`` to converge on ``revision``; a time-out says what it reports."""
+    try:
+        wait_for(converged(agent, revision), timeout, f"{device} to converge")
+    except DemoError as e:
+        st = agent.status() or {}
+        lines = agent.log.read_text(errors="replace").strip().splitlines() or ["no output"]
+        raise DemoError(
+            f"{e}; it reports {st.get('outcome')}: {st.get('reason')}; "
+            f"its log ({agent.log}) ends: {lines[-1][:300]}"
+        ) from None
+
+
 def run_waves(s: Settings, procs: Processes, git_port: int, broker: str, summary: Summary) -> Path:
     """The waves story (module docstring); the ``waves`` repository it made."""
     lab, *line = s.wave_devices
@@ -160,7 +174,7 @@ def run_waves(s: Settings, procs: Processes, git_port: int, broker: str, summary
         agents[device] = Agent(procs, port, s.waves / f"{device}.log")
     say(f"three agents started (configs and logs in {s.shown(s.waves)}); waiting for the lab")
 
-    wait_for(converged(agents[lab], release), s.timeout, f"{lab} to converge")
+    settle(agents[lab], release, s.timeout, lab)
     lab_good = time.monotonic()
     took = lab_good - t0
     show(f"{took:5.1f}s  {lab} (lab) converged on {short(release)} and is healthy")
@@ -201,10 +215,12 @@ def run_waves(s: Settings, procs: Processes, git_port: int, broker: str, summary
     show("\n".join(lines))
     show(f"{promoted - t0:5.1f}s  commit {short(pin)} '{git(repo, 'log', '-1', '--format=%s')}'")
     summary.add("waves: promote", pin, f"committed at {promoted - t0:.1f}s, after the soak")
+    say(f"fleetgate impact HEAD~1 HEAD --repo {s.shown(repo)}   (what the promotion lands)")
+    show(run([FLEETGATE, "impact", "HEAD~1", "HEAD", "--repo", repo]).stdout)
 
     say("waiting for production to converge on the pinned revision")
     for device in line:
-        wait_for(converged(agents[device], release), s.timeout, f"{device} to converge")
+        settle(agents[device], release, s.timeout, device)
         took = time.monotonic() - promoted
         show(f"{promoted - t0 + took:5.1f}s  {device} converged on {short(release)}")
     took = time.monotonic() - promoted
