@@ -9,52 +9,16 @@ command line still names the demo folder (never a recycled pid).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
+from demo_tools import answers, free_port, stop_pid
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-        return True
-    return False
-
-
-def _alive(pid: int, marker: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return False
-    return marker in cmdline
-
-
-def _stop(pid: int, marker: str, grace: float = 10.0) -> bool:
-    """SIGTERM (then SIGKILL) ``pid`` if it is still the demo's; True when it was."""
-    if not _alive(pid, marker):
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _alive(pid, marker) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid, marker):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return True
 
 
 class FleetView:
@@ -76,7 +40,7 @@ class FleetView:
 
     def _wait(self, port: int, process: subprocess.Popen[bytes], what: str, log: Path) -> None:
         deadline = time.monotonic() + 20
-        while not _answers(port):
+        while not answers(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
                 raise RuntimeError(f"{what} did not start: {tail[0]}")
@@ -90,7 +54,7 @@ class FleetView:
         """A Mosquitto on a free loopback port (anonymous: it listens on 127.0.0.1 only)."""
         if not Path(MOSQUITTO).is_file():
             raise RuntimeError("mosquitto is missing (Debian: apt-get install mosquitto)")
-        self.broker_port = _free_port()
+        self.broker_port = free_port()
         config = self.folder / "mosquitto.conf"
         lines = [f"listener {self.broker_port} 127.0.0.1", "allow_anonymous true"]
         if os.geteuid() == 0:  # it would drop root for a user who cannot read the folder
@@ -111,7 +75,7 @@ class FleetView:
 
     def start_page(self, fleetgate: Path, repo: Path, env: dict[str, str]) -> str:
         """``fleetgate fleet serve`` of the broker and the demo repository."""
-        self.page_port = _free_port()
+        self.page_port = free_port()
         log = self.folder / "fleet-serve.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
@@ -146,7 +110,7 @@ class FleetView:
         marker = str(self.folder)
         for key, what in (("page_pid", "fleetgate fleet serve"), ("broker_pid", "mosquitto")):
             pid = known.get(key)
-            if isinstance(pid, int) and _stop(pid, marker):
+            if isinstance(pid, int) and stop_pid(pid, marker, grace=10.0):
                 lines.append(f"stopped {what} (pid {pid})")
         for name in ("fleet.json", "mosquitto.conf", "mosquitto.log", "fleet-serve.log"):
             path = self.folder / name

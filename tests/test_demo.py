@@ -16,6 +16,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from support.engine import cleanup_run
 from support.gitserver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,14 +63,17 @@ def tail(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.docker
 @pytest.mark.slow
 class TestDemo:
-    """The demo shows rollout, update, automatic and manual rollback, then cleans up."""
+    """The demo shows rollout, update, automatic and manual rollback and rollout waves,
+    then cleans up."""
 
     def test_runs_end_to_end_and_cleans_up(
         self, tmp_path: Path, device_id: str, docker_client: docker.DockerClient
     ) -> None:
-        """The demo exits 0 with a summary of all four steps; --clean removes its containers."""
+        """The demo exits 0 with a summary of all four steps and the waves story; --clean
+        removes its containers, the three wave devices' too."""
         folder = tmp_path / "demo"
         env = demo_env(folder, device_id, free_port())
+        waves = [f"{device_id}-lab", f"{device_id}-line-1", f"{device_id}-line-2"]
         had = demo_images(docker_client)  # a user's own demo images are left alone
         started: dict[str, int] = {}
         try:
@@ -84,6 +88,12 @@ class TestDemo:
             assert re.search(rf"update\s+{SHA}\s+sensor :1 -> :2, converged in", summary), summary
             assert re.search(rf"bad release\s+{SHA}\s+rolled back by the agent in", summary)
             assert re.search(rf"fleetgate rollback\s+{SHA}\s+reverts {SHA}, converged", summary)
+            assert re.search(rf"waves: lab\s+{SHA}\s+the lab converged", summary), summary
+            assert re.search(rf"waves: production holds\s+{SHA}\s+waiting", summary), summary
+            assert re.search(rf"waves: promote \(early\)\s+{SHA}\s+refused at .*exit 3", summary)
+            assert re.search(rf"waves: promote\s+{SHA}\s+committed at", summary), summary
+            assert re.search(rf"waves: production\s+{SHA}\s+converged", summary), summary
+            assert f"device {waves[0]} has not soaked 20s" in result.stdout  # the unmet line
             fleet_status = result.stdout.partition("==> fleetgate fleet status")[2]
             assert re.search(rf"{device_id}\s+{SHA}\w* .*\(head\)\s+succeeded", fleet_status)
             page = re.search(r"the fleet page is (http://127\.0\.0\.1:\d+/)", result.stdout)
@@ -99,6 +109,11 @@ class TestDemo:
                 f"{device_id}_demo_dashboard",
                 f"{device_id}_demo_sensor",
             ], "the demo leaves its containers running"
+            for device in waves:  # the wave devices' sensors run on the promoted release
+                running = docker_client.containers.list(
+                    filters={"label": f"io.fleetgate.device={device}", "status": "running"}
+                )
+                assert [c.name for c in running] == [f"{device}_line_sensor"]
         finally:
             clean = subprocess.run(
                 [str(DEMO), "--clean"],
@@ -108,6 +123,9 @@ class TestDemo:
                 timeout=120,
                 check=False,
             )
+            left = {d: owned(docker_client, d) for d in waves}  # what --clean left behind
+            for device in waves:  # derived ids: the device_id fixture does not cover them
+                cleanup_run(docker_client, device=device)
             for tag in sorted(demo_images(docker_client) - had):  # only what this test built
                 docker_client.images.remove(tag)
         assert clean.returncode == 0, tail(clean)
@@ -115,6 +133,8 @@ class TestDemo:
         for key in ("broker_pid", "page_pid"):  # --clean ends the broker and the page
             assert not process_runs(started[key]), key
         assert owned(docker_client, device_id) == []
+        assert left == {d: [] for d in waves}, "--clean removes the wave devices' objects"
+        assert not (folder / "waves").exists()
         assert not (folder / "git").exists()
         assert (folder / "state" / "data").is_dir(), "--clean keeps the data"
         assert [p.name for p in (folder / "state").iterdir()] == ["data"]

@@ -13,7 +13,11 @@ JSON (stable fields)::
      "devices": [{"device", "kind", "site", "groups", "schedule", "appliesAt", "timezone",
                   "changes": [{"subject", "before", "after"}],
                   "stacks": [{"name", "kind", "changes": [...],
-                              "services": [{"service", "kind", "changes": [...]}]}]}]}
+                              "services": [{"service", "kind", "changes": [...]}]}]}],
+     "pins": [{"wave", "before", "after", "members": n, "devices": [...], "findings": [...]}]}
+
+``pins``: the waves whose ``waves/<wave>.yaml`` moved, and per device of the wave what
+the move lands (old pin → new pin, :mod:`reconciler.review.impact_pins`).
 
 ``kind`` is ``added | removed | changed``; ``schedule`` is ``any time | open now |
 scheduled | never``; ``appliesAt`` is RFC 3339 UTC (``null`` unless scheduled).
@@ -25,16 +29,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
+from reconciler.cli.impact_pins import pin_impact_at
 from reconciler.cli.output import emit
 from reconciler.errors import UsageError
 from reconciler.manifests.tree import RepoTree
-from reconciler.manifests.waves import load_rollout, membership
+from reconciler.manifests.waves import load_rollout, membership, read_rollout
 from reconciler.render.device import DEFAULT_STATE_DIR
 from reconciler.review.impact import (
     Change,
@@ -44,6 +49,7 @@ from reconciler.review.impact import (
     local_time,
     summarize,
 )
+from reconciler.review.impact_pins import PinImpact, pin_moves
 from reconciler.review.scope import Assessment, assess, read_side
 from reconciler.source import open_source
 from reconciler.source.commits import scratch_cache
@@ -59,6 +65,7 @@ class Review:
     assessment: Assessment
     waves: Mapping[str, str] = field(default_factory=dict)  # device -> rollout wave at HEAD
     first_wave: str | None = None  # None: no rollout declared
+    pins: tuple[PinImpact, ...] = ()  # waves whose pin moves, and what that lands
 
     def lands(self, device: str) -> str:
         return landing(self.waves.get(device, ""), self.first_wave)
@@ -106,24 +113,52 @@ def parse_now(text: str) -> datetime:
 
 
 def review(
-    repo: str, base: str, head: str, *, cache_dir: Path, now: datetime, state_dir: str
+    repo: str,
+    base: str,
+    head: str,
+    *,
+    cache_dir: Path,
+    now: datetime,
+    state_dir: str,
+    pins: bool = False,
 ) -> Review:
-    """Materialize BASE and HEAD of ``repo`` and assess the change between them."""
+    """Materialize BASE and HEAD of ``repo`` and assess the change between them.
+
+    With ``pins`` (``fleetgate impact``) HEAD's rollout findings count as invalid HEAD,
+    and each wave whose pin moved is assessed at its old and new pinned revisions.
+    """
     old = open_source(repo, cache_dir, ref=base)
     new = open_source(repo, cache_dir, ref=head)
+    before = read_side(RepoTree(old.root), old.revision)
     after = read_side(RepoTree(new.root), new.revision)
-    assessment = assess(read_side(RepoTree(old.root), old.revision), after, now, state_dir)
-    rollout = load_rollout(after.tree, after.repo)[0]
+    assessment = assess(before, after, now, state_dir)
+    rollout, problems = load_rollout(after.tree, after.repo)
+    if pins and problems:  # a bad pin file or wave list at HEAD: as bad as a bad manifest
+        findings = tuple(sorted({*assessment.findings, *problems}))
+        invalid = replace(assessment, devices=(), findings=findings)
+        return Review(old.revision, new.revision, now, invalid)
     first = rollout.waves[0].name if rollout.declared else None
     waves = membership(rollout, after.repo)
-    return Review(old.revision, new.revision, now, assessment, waves, first)
+    base_rollout = read_rollout(before.tree)[0]
+    moved = pin_moves(base_rollout, rollout) if pins else ()
+    impacts = tuple(
+        pin_impact_at(repo, cache_dir, move, waves, (base_rollout, rollout), now, state_dir)
+        for move in moved
+    )
+    return Review(old.revision, new.revision, now, assessment, waves, first, impacts)
 
 
 def run(args: argparse.Namespace) -> int:
     now = args.now or datetime.now(UTC)
     with scratch_cache(args.cache_dir) as cache:
         result = review(
-            args.repo, args.base, args.head, cache_dir=cache, now=now, state_dir=args.state_dir
+            args.repo,
+            args.base,
+            args.head,
+            cache_dir=cache,
+            now=now,
+            state_dir=args.state_dir,
+            pins=True,
         )
     findings = result.assessment.findings
     if args.output == "json":
@@ -196,6 +231,18 @@ def document_of(result: Review) -> dict[str, Any]:
             "byGroup": dict(totals.by_group),
         },
         "devices": [device_document(d, result) for d in a.devices],
+        "pins": [pin_document(p, result) for p in result.pins],
+    }
+
+
+def pin_document(pin: PinImpact, result: Review) -> dict[str, Any]:
+    return {
+        "wave": pin.move.wave,
+        "before": pin.move.before,
+        "after": pin.move.after,
+        "members": len(pin.members),
+        "devices": [{**device_document(d, result), "lands": "now"} for d in pin.devices],
+        "findings": [f.to_json() for f in pin.findings],
     }
 
 
@@ -246,6 +293,10 @@ def _short(sha: str | None) -> str:
 def text(result: Review) -> str:
     a = result.assessment
     head = f"impact {_short(result.base)}..{_short(result.head)}"
+    if not a.devices and result.pins:
+        moved = ", ".join(p.move.wave for p in result.pins)
+        lines = [f"{head}: the files of no device change; the pin of {moved} moves"]
+        return "\n".join(lines + pin_lines(result)) + "\n"
     if not a.devices:
         return f"{head}: no device's desired state changes\n"
     totals = summarize(a.devices)
@@ -258,7 +309,30 @@ def text(result: Review) -> str:
         lands = f"; wave {wave}: lands {result.lands(d.device)}" if wave else ""
         lines += ["", f"device {d.device} {d.kind} ({d.site or 'no site'}; {when(d)}{lands})"]
         lines += device_lines(d)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + pin_lines(result)) + "\n"
+
+
+def pin_title(pin: PinImpact, code: str = "") -> str:
+    """``wave production: pin 1a2b… → 3c4d…: 2 of 2 devices change``."""
+    move = pin.move
+    before = f"{code}{_short(move.before)}{code}" if move.before else "(none: not started)"
+    after = f"{code}{_short(move.after)}{code}" if move.after else "(none)"
+    head = f"wave {code}{move.wave}{code}: pin {before} → {after}"
+    if move.after is None:
+        return f"{head}: its {len(pin.members)} devices keep what they run"
+    return f"{head}: {len(pin.devices)} of {len(pin.members)} devices change (lands now)"
+
+
+def pin_lines(result: Review) -> list[str]:
+    """Per moved pin, what it lands on each device of the wave (old pin → new pin)."""
+    lines: list[str] = []
+    for pin in result.pins:
+        lines += ["", pin_title(pin)]
+        lines += [f"  note: {f}" for f in pin.findings]
+        for d in pin.devices:
+            lines.append(f"  device {d.device} {d.kind} ({d.site or 'no site'}; {when(d)})")
+            lines += device_lines(d, "    ")
+    return lines
 
 
 # ------------------------------------------------------------------ markdown
@@ -271,6 +345,9 @@ def markdown(result: Review) -> str:
     if a.findings:
         rows = "\n".join(f"- `{f}`" for f in a.findings)
         return f"{title}\n\n:x: **HEAD is invalid** ({len(a.findings)} problems):\n\n{rows}\n"
+    pins = pin_markdown(result)
+    if not a.devices and pins:
+        return f"{title}\n\nThe files of no device change; a wave's pin moves.\n{pins}"
     if not a.devices:
         return f"{title}\n\nNo device's desired state changes ({a.total} devices checked).\n"
     totals = summarize(a.devices)
@@ -295,8 +372,21 @@ def markdown(result: Review) -> str:
         out += [f"| `{d.device}` | {d.site or '-'} | {when(d)} |" for d in shown]
         if len(devices) > len(shown):
             out.append(f"| … and {len(devices) - len(shown)} more | | |")
-    body = "\n".join(out) + "\n"
+    body = "\n".join(out) + "\n" + pins
     if len(body) > MARKDOWN_LIMIT:
         cut = body[:MARKDOWN_LIMIT].rsplit("\n", 1)[0]
         body = f"{cut}\n\n… truncated; run `fleetgate impact --output json` for every device.\n"
     return body
+
+
+def pin_markdown(result: Review) -> str:
+    """A section per moved pin: each device of the wave that changes, with its changes."""
+    out: list[str] = []
+    for pin in result.pins:
+        out += ["", f"#### {pin_title(pin, '`')}", ""]
+        for d in pin.devices[:50]:
+            out.append(f"- `{d.device}` {d.kind} ({when(d)})")
+            out += [f"  - {line.strip()}" for line in device_lines(d, "", "`")]
+        if len(pin.devices) > 50:
+            out.append(f"- … and {len(pin.devices) - 50} more")
+    return "\n".join(out) + "\n" if out else ""

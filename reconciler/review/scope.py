@@ -170,9 +170,11 @@ def devices_in_scope(base: Side, head: Side) -> frozenset[str] | None:
 # ------------------------------------------------------------------ rendering
 
 
-def _render(
+def render_in(
     side: Side, device_id: str, state_dir: str, cache: RenderCache
 ) -> tuple[DesiredState | None, list[Finding]]:
+    """One device's desired state at ``side`` (``None`` where it is absent or invalid)
+    and HEAD-worthy findings: render, cross-stack and policy."""
     if device_id not in side.repo.devices:
         return None, []
     try:
@@ -204,12 +206,12 @@ def assess(
     impacts: list[DeviceImpact] = []
     base_cache, head_cache = RenderCache(), RenderCache()  # one per repository snapshot
     for device_id in wanted:
-        before, _ = _render(base, device_id, state_dir, base_cache)
-        after, problems = _render(head, device_id, state_dir, head_cache)
+        before, _ = render_in(base, device_id, state_dir, base_cache)
+        after, problems = render_in(head, device_id, state_dir, head_cache)
         findings.update(problems)
         if findings:
             continue
-        impact = compare_device(before, after, now, *_placement(base, head, device_id))
+        impact = compare_device(before, after, now, *placement((head, base), device_id))
         if impact is not None:
             impacts.append(impact)
     ordered = tuple(sorted(findings, key=lambda f: (f.path, f.line or 0, f.message)))
@@ -221,9 +223,9 @@ def assess(
     )
 
 
-def _placement(base: Side, head: Side, device_id: str) -> tuple[str | None, tuple[str, ...]]:
-    """The device's ``site`` label and matching groups (at HEAD, else at BASE)."""
-    for side in (head, base):
+def placement(sides: Iterable[Side], device_id: str) -> tuple[str | None, tuple[str, ...]]:
+    """The device's ``site`` label and matching groups at the first side that has it."""
+    for side in sides:
         device = side.repo.devices.get(device_id)
         if device is not None:
             groups = tuple(g.name for g in matching_groups(side.repo, device))
