@@ -86,8 +86,9 @@ class StackOutcome:
     """A stack rendered for one device, or why it could not be."""
 
     spec: StackSpec | None
-    findings: tuple[Finding, ...]  # compose findings (no device name in them)
-    problems: tuple[InterpolationProblem, ...]  # formatted per device by render
+    findings: tuple[Finding, ...]  # compose findings (no device name in them), warnings too
+    problems: tuple[InterpolationProblem, ...]  # formatted per device by render (with a
+    # spec: warnings only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +239,7 @@ def _compute(
     hashes: HashMemo,
 ) -> StackResult:
     doc, problems = info.compiled.interpolate(variables)
-    if problems:
+    if any(p.severity == "error" for p in problems):
         return StackResult(None, (), (), problems)
     ctx = StackContext(
         tree=info.tree,
@@ -268,7 +269,7 @@ def _compute(
             if len(info.prepared) > MEMO_SIZE:
                 info.prepared.clear()
         prepared.append(hit)
-    return StackResult(norm, tuple(prepared), (*norm.findings, *cycle), ())
+    return StackResult(norm, tuple(prepared), (*norm.findings, *cycle), problems)
 
 
 def _prepare(
@@ -374,4 +375,4 @@ def render_stack(
         health_timeout=stack.health_timeout,
         update_strategy=stack.update_strategy,
     )
-    return StackOutcome(stack_spec, findings, ())
+    return StackOutcome(stack_spec, findings, cached.problems)  # problems: warnings only

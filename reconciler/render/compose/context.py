@@ -51,6 +51,10 @@ class Issues:
     def add(self, line: int | None, where: str, message: str) -> None:
         self.findings.append(Finding(self.path, line, f"{where}: {message}"))
 
+    def warn(self, line: int | None, where: str, message: str) -> None:
+        """A warning: printed by validate, never blocking (see :data:`Severity`)."""
+        self.findings.append(Finding(self.path, line, f"{where}: {message}", "warning"))
+
 
 def line_of(node: Any, key: str | int, default: int | None = None) -> int | None:
     """Line of a key/item in a LineDict/LineList (falls back to ``default``)."""
