@@ -104,3 +104,49 @@ class TestValidateCommand:
         document = json.loads(capsys.readouterr().out)
         assert (document["valid"], document["errors"], document["warnings"]) == (True, 0, 1)
         assert document["findings"][0]["severity"] == "warning"
+
+
+class TestMissingFileSource:
+    @pytest.mark.parametrize(
+        ("source", "warned"),
+        [
+            ("./acme.json", True),
+            ("./certs/ca.crt", True),
+            ("./mosquitto.conf", True),
+            ("./data", False),
+            ("./.node-red", False),
+            ("./conf.d", False),
+        ],
+    )
+    def test_missing_source_with_an_extension_warns(
+        self, tmp_path: Path, source: str, warned: bool
+    ) -> None:
+        """A missing source with a file extension warns; one without stays a quiet data dir."""
+        files = {
+            "devices/d1.yaml": "stacks: [s]\n",
+            "stacks/s/compose.yaml": f"services:\n  x:\n    image: x\n"
+            f"    volumes: ['{source}:/t']\n",
+        }
+        result = check_fleet(RepoTree(write(tmp_path, files)))
+        assert result.valid
+        messages = [str(f) for f in result.findings]
+        if warned:
+            assert messages == [
+                f"stacks/s/compose.yaml:4: warning: services.x.volumes[0]: {source!r} is not in "
+                "the repository, so it becomes an empty data directory (as Compose would create "
+                f"one); ship the file as stacks/s/{source[2:]}, or use a named volume or a data "
+                "directory without a file extension (device d1)"
+            ]
+        else:
+            assert messages == []
+
+    def test_missing_file_source_still_renders_a_data_directory(self, tmp_path: Path) -> None:
+        """apply does what Compose does: the missing source is an (empty) data directory."""
+        files = {
+            "devices/d1.yaml": "stacks: [s]\n",
+            "stacks/s/compose.yaml": "services:\n  x:\n    image: x\n"
+            "    volumes: ['./a.json:/a']\n",
+        }
+        state = build_desired(RepoTree(write(tmp_path, files)), None, "d1", "/state")
+        (mount,) = state.stacks[0].services[0].mounts
+        assert (mount.kind, mount.source) == ("data", "/state/data/d1/s/a.json")

@@ -6,7 +6,10 @@ Sources are classified as DESIGN §1 "Paths" says:
   ``{state}/configs/{device}/{stack}/{first 16 hex of its digest}/{basename}``, mounted
   read-only unless the file says ``:rw`` / ``read_only: false``;
 - a relative source that does not exist is ``data``: ``{state}/data/{device}/{stack}/{path}``
-  (it must stay inside the stack directory: data of one stack is not another's);
+  (it must stay inside the stack directory: data of one stack is not another's); when
+  its name has a file extension (``./acme.json``) it is most likely a file that was not
+  committed: a warning says so, and it is still an (empty) data directory, as Compose
+  would create a directory there;
 - the stack's ``FLEETGATE_LOCK_DIR`` (or a path below it) is ``lock``;
 - any other absolute source is ``host``; a named source is a ``volume``.
 
@@ -19,6 +22,7 @@ secrets must be absolute device paths (never plaintext in the repository).
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +45,18 @@ _REFUSED_MODES = {
         "mount propagation is not supported by fleetgate; remove it",
     ),
 }
+
+
+_FILE_SUFFIX = re.compile(r"[^./][^/]*\.([a-z0-9]*[a-z][a-z0-9]*)", re.IGNORECASE)
+_DIRECTORY_SUFFIXES = frozenset({"d"})  # conf.d, sites.d: directories by convention
+
+
+def looks_like_file(rel: str) -> bool:
+    """Whether a missing bind source is clearly a file: its name has an extension
+    (``acme.json``, ``ca.crt``, ``mosquitto.conf``), not ``.d`` and at most 8 characters.
+    A name without one (``data``, ``.node-red``) is a data directory."""
+    m = _FILE_SUFFIX.fullmatch(posixpath.basename(rel))
+    return m is not None and len(m.group(1)) <= 8 and m.group(1) not in _DIRECTORY_SUFFIXES
 
 
 @dataclass(slots=True)
@@ -147,6 +163,14 @@ class MountReader:
             )
             self.issues.add(line, where, message)
             return None
+        if looks_like_file(rel):
+            message = (
+                f"{source!r} is not in the repository, so it becomes an empty data "
+                f"directory (as Compose would create one); ship the file as "
+                f"stacks/{ctx.stack}/{rel}, or use a named volume or a data directory "
+                "without a file extension"
+            )
+            self.issues.warn(line, where, message)
         host = posixpath.join(ctx.state_dir, "data", ctx.device, ctx.stack, rel)
         self.acc.data_dirs[host] = None
         return Mount("data", host, target, bool(read_only))
