@@ -274,3 +274,42 @@ def set_mode(path: str, mode: int) -> None:
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
+
+
+def create_file(path: str, data: bytes, mode: int, purpose: PathPurpose) -> bool:
+    """Create ``path`` with ``data`` only if nothing (not even a link) is there; ``True``
+    when created. Atomic and never overwriting: a temp file is hard-linked to the name,
+    which fails when the name appeared meanwhile (a seed never replaces what an app
+    wrote). A link on a directory above it is refused, as for :func:`write_file`."""
+    base = state_root(path, purpose)
+    parts = _parts(base, path)
+    if not parts:
+        raise IsADirectoryError(errno.EISDIR, "cannot write the state directory itself", path)
+    dir_fd = _open_below(base, parts[:-1], path, purpose)
+    name = parts[-1]
+    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+    try:
+        try:
+            os.lstat(name, dir_fd=dir_fd)
+            return False
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dir_fd)  # fmt: skip
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fchmod(f.fileno(), mode)
+                os.fsync(f.fileno())
+            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+            created = True
+        except FileExistsError:
+            created = False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+        os.fsync(dir_fd)
+        return created
+    finally:
+        os.close(dir_fd)
