@@ -17,10 +17,10 @@ stopped or written. ``mkdir`` and config writes then walk with ``O_NOFOLLOW``
 (:mod:`reconciler.statedir`), and the engine checks the binds again right before it
 creates the container.
 
-Named crash points (``after-pull``, ``after-config``, ``after-seed``, ``after-create``,
-``after-stop``, ``after-remove``, ``after-rename``, ``before-start``, ``after-start``) let
-crash tests kill the process at exact points; they do nothing unless ``FLEETGATE_CRASH_AT``
-is set.
+Named crash points (``after-pull``, ``after-config``, ``after-create``, ``after-stop``,
+``after-remove``, ``after-rename``, ``before-start``, ``after-start``) let crash tests
+kill the process at exact points; they do nothing unless ``FLEETGATE_CRASH_AT`` is set.
+(A seed step needs none: its file appears whole or not at all, see ``statedir.create_file``.)
 """
 
 from __future__ import annotations
@@ -182,7 +182,6 @@ def _execute(step: Step, ctx: _Pass) -> Mapping[str, object]:
                 seeded = seed_file(file, ctx.configs, ctx.log)
             except OSError as e:
                 raise _host_error(f"seeding {file.host_path}", e) from None
-            crashpoint("after-seed")
             return {"path": file.host_path, "digest": file.digest, "written": seeded}
         case CreateNetwork(stack=stack, spec=spec):
             runtime.create_network(ctx.device, stack, spec)
