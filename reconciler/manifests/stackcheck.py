@@ -127,7 +127,9 @@ class _Checker:
                 self.add(
                     line,
                     f"service {name!r} depends on unknown service {dep!r}; "
-                    "define it or remove the dependency",
+                    "define it in this file or remove the dependency (a stack is one "
+                    "compose file: merge an overlay into its base with docker compose "
+                    "-f base.yml -f overlay.yml config)",
                 )
         env_files = svc.get("env_file")
         for entry in [env_files] if isinstance(env_files, str) else env_files or ():
