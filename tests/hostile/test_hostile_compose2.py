@@ -27,6 +27,7 @@ def compose(text: str, **extra: str) -> dict[str, str | bytes]:
 
 REGRESSION = {
     "unset-variable-in-image-stays-an-error": "guards that a warning never hides an emptied tag",
+    "restart-policy-unknown-condition": "restart_policy was refused before; guards the enum",
 }
 
 CASES = [
@@ -67,6 +68,51 @@ CASES = [
         ),
         expect=(f"{C}:5: warning:", "'./mosquitto.conf' is not in the repository"),
         exit_code=0,
+    ),
+    Case(
+        name="seed-outside-the-stack",
+        files=compose("    volumes: ['./data:/data']\n")
+        | {"stacks/s/stack.yaml": "seed: [../../devices]\n", "stacks/s/data/a.yaml": "a\n"},
+        expect=("stacks/s/stack.yaml:1:", "'../../devices' is not inside stacks/s/"),
+    ),
+    Case(
+        name="seed-absolute-host-path",
+        files=compose("    volumes: ['./data:/data']\n")
+        | {"stacks/s/stack.yaml": "seed:\n  - /etc\n", "stacks/s/data/a.yaml": "a\n"},
+        expect=("stacks/s/stack.yaml:2:", "'/etc' is not inside stacks/s/"),
+    ),
+    Case(
+        name="seed-not-in-the-repository",
+        files=compose("    volumes: ['./data:/data']\n")
+        | {"stacks/s/stack.yaml": "seed: [data]\n"},
+        expect=("stacks/s/stack.yaml:1:", "'data' is not in the repository", "commit it"),
+    ),
+    Case(
+        name="rw-repository-folder-warns-about-seed",
+        files=compose("    volumes: ['./conf:/etc/app:rw']\n") | {"stacks/s/conf/app.ini": "a=1\n"},
+        expect=(f"{C}:4: warning:", "mounted writable", "list conf under seed:"),
+        exit_code=0,
+    ),
+    Case(
+        name="swarm-placement-warns",
+        files=compose("    deploy:\n      placement: {constraints: [node.role == manager]}\n"),
+        expect=(f"{C}:5: warning:", "deploy.placement: Swarm only: ignored"),
+        exit_code=0,
+    ),
+    Case(
+        name="restart-policy-max-attempts-with-any",
+        files=compose("    deploy:\n      restart_policy: {condition: any, max_attempts: 3}\n"),
+        expect=(f"{C}:5:", "max_attempts: only goes with condition: on-failure"),
+    ),
+    Case(
+        name="restart-policy-unknown-condition",
+        files=compose("    deploy:\n      restart_policy: {condition: sometimes}\n"),
+        expect=(f"{C}:5:", "sometimes"),
+    ),
+    Case(
+        name="overlay-depends-on-a-base-service",
+        files=compose("    depends_on: [mosquitto]\n"),
+        expect=(f"{C}:4:", "unknown service 'mosquitto'", "merge an overlay into its base"),
     ),
     Case(
         name="missing-file-through-a-variable-warns",
