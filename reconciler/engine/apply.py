@@ -237,14 +237,19 @@ def _materialize(file: ConfigFile, configs: ConfigReader) -> bool:
         if present[1] & 0o777 != file.mode:
             statedir.set_mode(file.host_path, file.mode)
         return False
+    statedir.write_file(file.host_path, _checked(file, configs), file.mode, "config")
+    return True
+
+
+def _checked(file: ConfigFile, configs: ConfigReader) -> bytes:
+    """The repository content of ``file``; ``SourceError`` unless it has the rendered digest."""
     data = configs.read_bytes(file.repo_path)
     if _digest(data) != file.digest:
         raise SourceError(
             f"{file.repo_path}: content changed since render (expected {file.digest}); "
             "the next pass renders it again"
         )
-    statedir.write_file(file.host_path, data, file.mode, "config")
-    return True
+    return data
 
 
 def seed_file(file: ConfigFile, configs: ConfigReader, log: FilteringBoundLogger) -> bool:
@@ -256,13 +261,7 @@ def seed_file(file: ConfigFile, configs: ConfigReader, log: FilteringBoundLogger
         if _digest(present[0]) != file.digest:
             log.info("seed.kept", path=file.host_path, repo_path=file.repo_path)
         return False
-    data = configs.read_bytes(file.repo_path)
-    if _digest(data) != file.digest:
-        raise SourceError(
-            f"{file.repo_path}: content changed since render (expected {file.digest}); "
-            "the next pass renders it again"
-        )
-    return statedir.create_file(file.host_path, data, file.mode, "data")
+    return statedir.create_file(file.host_path, _checked(file, configs), file.mode, "data")
 
 
 def _digest(data: bytes) -> str:
