@@ -56,6 +56,12 @@ def describe_control(char: str) -> str:
     return f"U+{ord(char):04X}"
 
 
+Severity = Literal["error", "warning"]
+"""How much a :class:`Finding` weighs: an ``error`` rejects the revision (validate exits 1,
+apply and the agent change nothing); a ``warning`` is printed and never blocks anything
+(``validate --strict`` makes it fatal for CI)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One problem in the fleet repository, printed as ``path:line: message``.
@@ -63,11 +69,13 @@ class Finding:
     ``path`` is relative to the repository root (POSIX separators). ``line`` is
     1-based, or ``None`` when the problem has no single line (a missing file).
     ``message`` loses URL credentials on creation: a finding may quote a value.
+    A warning prints as ``path:line: warning: message``.
     """
 
     path: str
     line: int | None
     message: str
+    severity: Severity = "error"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "message", redact_urls(self.message))
@@ -75,10 +83,20 @@ class Finding:
     def __str__(self) -> str:
         """One printable line: control characters of the path or message are escaped."""
         where = self.path if self.line is None else f"{self.path}:{self.line}"
-        return escape_text(f"{where}: {self.message}")
+        mark = "warning: " if self.severity == "warning" else ""
+        return escape_text(f"{where}: {mark}{self.message}")
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
 
     def to_json(self) -> dict[str, object]:
-        return {"path": self.path, "line": self.line, "message": self.message}
+        return {
+            "path": self.path,
+            "line": self.line,
+            "message": self.message,
+            "severity": self.severity,
+        }
 
     def __lt__(self, other: Finding) -> bool:
         """Report order: by file, then line (file-wide findings first), then message."""

@@ -145,6 +145,7 @@ class StackManifest:
     health_timeout: float = 120.0
     update_strategy: UpdateStrategy = "download-then-kill"
     stack_path: str | None = None  # "stacks/<name>/stack.yaml" when present
+    seed: tuple[str, ...] = ()  # stack.yaml `seed:` as repository paths (seed, then persist)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +349,7 @@ class StackSpec:
     config_files: tuple[ConfigFile, ...] = ()
     data_dirs: tuple[str, ...] = ()  # absolute host directories to create (never removed)
     lock_dir: str = ""
+    seed_files: tuple[ConfigFile, ...] = ()  # copied into data dirs only where absent
     health_timeout: float = 120.0
     update_strategy: UpdateStrategy = "download-then-kill"
 

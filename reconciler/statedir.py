@@ -217,22 +217,10 @@ def write_file(
     A link planted as the file itself is replaced (``rename`` never follows it); its
     target is untouched. A link on a directory above it is refused.
     """
-    base = root if root is not None else state_root(path, purpose)
-    parts = _parts(base, path)
-    if not parts:
-        raise IsADirectoryError(errno.EISDIR, "cannot write the state directory itself", path)
-    dir_fd = _open_below(base, parts[:-1], path, purpose)
-    name = parts[-1]
-    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+    dir_fd, name = _parent_of(path, purpose, root)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=dir_fd)  # fmt: skip
+        tmp = _temp_file(dir_fd, name, data, mode)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fchmod(f.fileno(), mode)
-                os.fsync(f.fileno())
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -241,6 +229,33 @@ def write_file(
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _parent_of(path: str, purpose: PathPurpose, root: str | None) -> tuple[int, str]:
+    """An fd of ``path``'s directory (made if missing, no link followed) and its name."""
+    base = root if root is not None else state_root(path, purpose)
+    parts = _parts(base, path)
+    if not parts:
+        raise IsADirectoryError(errno.EISDIR, "cannot write the state directory itself", path)
+    return _open_below(base, parts[:-1], path, purpose), parts[-1]
+
+
+def _temp_file(dir_fd: int, name: str, data: bytes, mode: int) -> str:
+    """A new temp file beside ``name`` holding ``data`` with ``mode``, synced; its name."""
+    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=dir_fd)  # fmt: skip
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    return tmp
 
 
 def read_file(
@@ -274,3 +289,30 @@ def set_mode(path: str, mode: int) -> None:
         os.fchmod(fd, mode)
     finally:
         os.close(fd)
+
+
+def create_file(path: str, data: bytes, mode: int, purpose: PathPurpose) -> bool:
+    """Create ``path`` with ``data`` only if nothing (not even a link) is there; ``True``
+    when created. Atomic and never overwriting: a temp file is hard-linked to the name,
+    which fails when the name appeared meanwhile (a seed never replaces what an app
+    wrote). A link on a directory above it is refused, as for :func:`write_file`."""
+    dir_fd, name = _parent_of(path, purpose, None)
+    try:
+        try:
+            os.lstat(name, dir_fd=dir_fd)
+            return False
+        except FileNotFoundError:
+            pass
+        tmp = _temp_file(dir_fd, name, data, mode)
+        try:
+            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+            created = True
+        except FileExistsError:
+            created = False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+        os.fsync(dir_fd)
+        return created
+    finally:
+        os.close(dir_fd)

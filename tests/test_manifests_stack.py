@@ -33,7 +33,8 @@ class TestDependencies:
         compose = "services:\n  a:\n    image: x\n    depends_on:\n      - db\n"
         assert stack(tmp_path, compose) == [
             f"{P}:5: service 'a' depends on unknown service 'db'; "
-            "define it or remove the dependency"
+            "define it in this file or remove the dependency (a stack is one compose file: "
+            "merge an overlay into its base with docker compose -f base.yml -f overlay.yml config)"
         ]
 
     def test_cycle_is_named(self, tmp_path: Path) -> None:
@@ -250,7 +251,8 @@ class TestEveryProblemAtOnce:
             f"{P}:5: port '99999:80': ports must be 1-65535 and ranges ascending",
             f"{P}:6: unknown key 'restrat'; did you mean 'restart'?",
             f"{P}:7: service 'web' depends on unknown service 'nope'; "
-            "define it or remove the dependency",
+            "define it in this file or remove the dependency (a stack is one compose file: "
+            "merge an overlay into its base with docker compose -f base.yml -f overlay.yml config)",
         ]
 
     @pytest.mark.parametrize(

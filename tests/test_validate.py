@@ -120,7 +120,7 @@ class TestCommand:
         assert err.strip().endswith("fleet invalid: 3 problems in 3 files")
 
     def test_json_output_has_stable_fields(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """--output json gives valid, devices, stacks and path/line/message findings."""
+        """--output json gives valid, devices, stacks and path/line/message/severity findings."""
         repo = str(FIXTURES / "invalid/many-problems")
         assert main(["validate", "--repo", repo, "--output", "json"]) == 1
         document = json.loads(capsys.readouterr().out)
@@ -130,7 +130,9 @@ class TestCommand:
             "path": "devices/press-1.yaml",
             "line": 1,
             "message": "arch 'arm65' is not one of amd64, arm64, armv7, armv6, 386",
+            "severity": "error",
         }
+        assert (document["errors"], document["warnings"]) == (3, 0)
 
     def test_repo_that_is_not_a_folder_is_a_usage_error(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -1,8 +1,11 @@
 """`fleetgate validate [--repo PATH] [--output json]`: check the whole fleet, for CI.
 
-Text: one ``path:line: message`` line per finding on stdout, then one summary line on
-stderr. JSON (stable fields): ``{"valid", "devices", "stacks", "findings": [{"path",
-"line", "message"}]}``. Exit 0 valid, 1 invalid, 2 usage (``--repo`` not a folder).
+Text: one ``path:line: message`` line per finding on stdout (``path:line: warning:
+message`` for a warning), then one summary line on stderr. JSON (stable fields):
+``{"valid", "devices", "stacks", "errors", "warnings", "findings": [{"path", "line",
+"message", "severity"}]}``. Exit 0 valid (warnings alone never fail), 1 invalid, 2 usage
+(``--repo`` not a folder). ``--strict`` makes warnings fatal (exit 1), for CI that wants a
+warning-free fleet.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ def register(subparsers: Any) -> None:
     )
     add_repo_flags(parser)
     add_output_flag(parser)
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="treat warnings as errors (exit 1 when there is any warning)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -57,23 +65,34 @@ def run(args: argparse.Namespace) -> int:
     checkout = checkout_repo(args.repo, args.ref, args.allowed_signers)
     result = check_fleet(RepoTree(checkout.root), checkout.revision)
     result = with_pin_ancestry(result, args.repo, checkout.root, checkout.revision)
+    valid = result.valid and not (args.strict and result.warnings)
     if args.output == "json":
         document = {
-            "valid": result.valid,
+            "valid": valid,
             "devices": result.devices,
             "stacks": result.stacks,
+            "errors": result.errors,
+            "warnings": result.warnings,
             "findings": [f.to_json() for f in result.findings],
         }
         emit(document)
     else:
         emit(str(f) for f in result.findings)
-        if result.valid:
-            summary = f"fleet valid: {result.devices} devices, {result.stacks} stacks"
-        else:
-            problems = len(result.findings)
-            summary = (
-                f"fleet invalid: {problems} problem{'s' if problems != 1 else ''} "
-                f"in {result.files} file{'s' if result.files != 1 else ''}"
-            )
-        print(summary, file=sys.stderr)
-    return EXIT_OK if result.valid else EXIT_FAILED
+        print(_summary(result, valid, strict=args.strict), file=sys.stderr)
+    return EXIT_OK if valid else EXIT_FAILED
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _summary(result: Validation, valid: bool, *, strict: bool) -> str:
+    warned = f", {_plural(result.warnings, 'warning')}" if result.warnings else ""
+    if valid:
+        return f"fleet valid: {result.devices} devices, {result.stacks} stacks{warned}"
+    if not result.errors:  # --strict with warnings only
+        return f"fleet invalid (--strict): {_plural(result.warnings, 'warning')}"
+    return (
+        f"fleet invalid: {_plural(result.errors, 'problem')} "
+        f"in {_plural(len({f.path for f in result.findings if f.is_error}), 'file')}{warned}"
+    )

@@ -20,6 +20,7 @@ creates the container.
 Named crash points (``after-pull``, ``after-config``, ``after-create``, ``after-stop``,
 ``after-remove``, ``after-rename``, ``before-start``, ``after-start``) let crash tests
 kill the process at exact points; they do nothing unless ``FLEETGATE_CRASH_AT`` is set.
+(A seed step needs none: its file appears whole or not at all, see ``statedir.create_file``.)
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from reconciler.plan.steps import (
     RemoveContainer,
     RemoveNetwork,
     RenameContainer,
+    SeedFile,
     StartContainer,
     Step,
     StopContainer,
@@ -145,6 +147,9 @@ def _check_state_paths(plan: Plan) -> None:
             statedir.check_path(step.path, step.purpose, owner=step.reason)
         elif isinstance(step, MaterializeConfig):
             statedir.check_path(step.file.host_path, "config", owner=step.reason)
+        elif isinstance(step, SeedFile):  # a link at the file itself is the app's: kept
+            parent = step.file.host_path.rsplit("/", 1)[0]
+            statedir.check_path(parent, "data", owner=step.reason)
 
 
 def _execute(step: Step, ctx: _Pass) -> Mapping[str, object]:
@@ -172,6 +177,12 @@ def _execute(step: Step, ctx: _Pass) -> Mapping[str, object]:
                 raise _host_error(f"writing config {file.host_path}", e) from None
             crashpoint("after-config")
             return {"path": file.host_path, "digest": file.digest, "written": wrote}
+        case SeedFile(file=file):
+            try:
+                seeded = seed_file(file, ctx.configs, ctx.log)
+            except OSError as e:
+                raise _host_error(f"seeding {file.host_path}", e) from None
+            return {"path": file.host_path, "digest": file.digest, "written": seeded}
         case CreateNetwork(stack=stack, spec=spec):
             runtime.create_network(ctx.device, stack, spec)
             return {"network": spec.name}
@@ -226,14 +237,31 @@ def _materialize(file: ConfigFile, configs: ConfigReader) -> bool:
         if present[1] & 0o777 != file.mode:
             statedir.set_mode(file.host_path, file.mode)
         return False
+    statedir.write_file(file.host_path, _checked(file, configs), file.mode, "config")
+    return True
+
+
+def _checked(file: ConfigFile, configs: ConfigReader) -> bytes:
+    """The repository content of ``file``; ``SourceError`` unless it has the rendered digest."""
     data = configs.read_bytes(file.repo_path)
     if _digest(data) != file.digest:
         raise SourceError(
             f"{file.repo_path}: content changed since render (expected {file.digest}); "
             "the next pass renders it again"
         )
-    statedir.write_file(file.host_path, data, file.mode, "config")
-    return True
+    return data
+
+
+def seed_file(file: ConfigFile, configs: ConfigReader, log: FilteringBoundLogger) -> bool:
+    """Copy a seed file into its data directory unless something is there (``True``:
+    copied). A file already there is the app's and is kept; when it differs from this
+    revision's seed, ``seed.kept`` says so (the app's copy wins, by design)."""
+    present = statedir.read_file(file.host_path, "data")
+    if present is not None:
+        if _digest(present[0]) != file.digest:
+            log.info("seed.kept", path=file.host_path, repo_path=file.repo_path)
+        return False
+    return statedir.create_file(file.host_path, _checked(file, configs), file.mode, "data")
 
 
 def _digest(data: bytes) -> str:

@@ -228,7 +228,9 @@ def _load_stack(tree: RepoTree, name: str) -> tuple[StackManifest | None, list[F
     if compose is None or settings is None or findings:
         return None, findings
     requires = settings.get("requires") or {}
-    dotenv, more = stackcheck.dotenv_defaults(tree, compose_path)
+    seed, more = stackcheck.seed_paths(tree, folder, settings, stack_path)
+    dotenv, dotenv_findings = stackcheck.dotenv_defaults(tree, compose_path)
+    more += dotenv_findings
     if more:
         return None, findings + more
     stack = StackManifest(
@@ -241,6 +243,7 @@ def _load_stack(tree: RepoTree, name: str) -> tuple[StackManifest | None, list[F
         health_timeout=timeout,
         update_strategy=cast(UpdateStrategy, settings.get("updateStrategy", "download-then-kill")),
         stack_path=stack_path or None,
+        seed=tuple(seed),
     )
     findings += stackcheck.check_stack(tree, stack)
     return (None if findings else stack), findings

@@ -43,10 +43,8 @@ _UNSUPPORTED_SERVICE = {
 _UNSUPPORTED_DEPLOY = {
     "replicas": "each service is one container on each device; remove it",
     "mode": "each service is one container on each device; remove it",
-    "placement": "choose devices with groups and device stacks instead",
     "update_config": "set updateStrategy in stack.yaml instead",
     "rollback_config": "fleetgate rolls back to the last good revision by itself; remove it",
-    "restart_policy": "use the service's restart key instead",
 }
 _UNSUPPORTED_TOP = {
     "include": "copy the included services into this compose file",

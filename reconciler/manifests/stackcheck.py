@@ -127,7 +127,9 @@ class _Checker:
                 self.add(
                     line,
                     f"service {name!r} depends on unknown service {dep!r}; "
-                    "define it or remove the dependency",
+                    "define it in this file or remove the dependency (a stack is one "
+                    "compose file: merge an overlay into its base with docker compose "
+                    "-f base.yml -f overlay.yml config)",
                 )
         env_files = svc.get("env_file")
         for entry in [env_files] if isinstance(env_files, str) else env_files or ():
@@ -293,3 +295,35 @@ def dotenv_defaults(tree: RepoTree, compose_path: str) -> tuple[dict[str, str], 
         return resolve_env_file(parse_env_file(text), {}), []
     except EnvFileError as e:
         return {}, [Finding(path, e.line, str(e))]
+
+
+def seed_paths(
+    tree: RepoTree, folder: str, settings: Any, path: str
+) -> tuple[list[str], list[Finding]]:
+    """stack.yaml ``seed:``: repository paths (files or folders) inside the stack folder.
+
+    Each entry is relative to the stack folder and must exist in the repository: a seed
+    is copied into the data directory once and kept from then on (docs/repository-format.md).
+    """
+    items = settings.get("seed") if isinstance(settings, LineDict) else None
+    if not isinstance(items, LineList):
+        return [], []
+    out: list[str] = []
+    findings: list[Finding] = []
+    for index, item in enumerate(items):
+        line = items.line_of(index)
+        rel = tree.normalize(str(item), folder)
+        if rel is None or not (rel + "/").startswith(folder + "/") or rel == folder:
+            message = (
+                f"seed: {str(item)!r} is not inside {folder}/; list a path in the stack folder"
+            )
+            findings.append(Finding(path, line, message))
+        elif tree.kind(rel) not in ("file", "dir"):
+            message = (
+                f"seed: {str(item)!r} is not in the repository; commit it as {rel} "
+                "or remove it from seed"
+            )
+            findings.append(Finding(path, line, message))
+        else:
+            out.append(rel)
+    return out, findings

@@ -47,7 +47,16 @@ class Validation:
 
     @property
     def valid(self) -> bool:
-        return not self.findings
+        """No errors (warnings do not make a fleet invalid)."""
+        return not any(f.is_error for f in self.findings)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for f in self.findings if f.is_error)
+
+    @property
+    def warnings(self) -> int:
+        return len(self.findings) - self.errors
 
     @property
     def files(self) -> int:
@@ -180,7 +189,7 @@ def check_fleet(
                 shared.setdefault(generic, []).append(device_id)
     for finding, devices in shared.items():
         message = f"{finding.message} ({_devices(devices)})"
-        findings.add(Finding(finding.path, finding.line, message))
+        findings.add(Finding(finding.path, finding.line, message, finding.severity))
     ordered = sorted(findings, key=lambda f: (f.path, f.line or 0, f.message))
     return Validation(tuple(ordered), devices=len(repo.devices), stacks=len(repo.stacks))
 
@@ -224,7 +233,7 @@ def _without_device(finding: Finding, device_id: str, own: str) -> Finding:
     """The finding as any device would see it, so identical mistakes group together."""
     message = finding.message.removeprefix(f"device {device_id}: ")
     message = message.replace(own, "the device's file")
-    return Finding(finding.path, finding.line, message)
+    return Finding(finding.path, finding.line, message, finding.severity)
 
 
 def _devices(ids: list[str]) -> str:
@@ -239,5 +248,5 @@ def _devices(ids: list[str]) -> str:
 def validate_fleet(
     tree: RepoTree, revision: str | None = None, state_dir: str = DEFAULT_STATE_DIR
 ) -> list[Finding]:
-    """Every finding of the fleet repository (empty: valid)."""
+    """Every finding of the fleet repository, warnings included (no errors: valid)."""
     return list(check_fleet(tree, revision, state_dir).findings)

@@ -1,7 +1,8 @@
-"""Host paths the planner prepares for a stack (pure): data, lock and config.
+"""Host paths the planner prepares for a stack (pure): data, lock, config and seeds.
 
-Directories are created, config files materialized (content-addressed, so idempotent);
-no plan ever removes a path (safety rule 4).
+Directories are created, config files materialized (content-addressed, so idempotent),
+seed files copied where absent (``plan/seeds.py``); no plan ever removes a path (safety
+rule 4).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from reconciler.model import StackSpec
+from reconciler.plan.seeds import seed_steps
 from reconciler.plan.steps import EnsureDirectory, MaterializeConfig, Step
 
 
@@ -34,4 +36,5 @@ def prepare_paths(stack: StackSpec, existing: frozenset[str] | None) -> list[Ste
         for cfg in sorted(stack.config_files, key=lambda c: c.host_path)
         if existing is None or cfg.host_path not in existing
     )
+    out.extend(seed_steps(stack, existing))
     return out

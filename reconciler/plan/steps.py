@@ -84,6 +84,27 @@ class MaterializeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SeedFile:
+    """Copy a repository file into a data directory *only if nothing is there yet*.
+
+    stack.yaml ``seed:`` (seed, then persist): what the app wrote is never overwritten,
+    by a later revision with a changed seed file either (apply logs ``seed.kept``).
+    """
+
+    file: ConfigFile
+    reason: str
+    kind: Literal["seed"] = field(default="seed", init=False)
+
+    def describe(self) -> str:
+        return f"seed {self.file.repo_path} -> {self.file.host_path} (if absent): {self.reason}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "repo_path": self.file.repo_path,
+                "host_path": self.file.host_path, "digest": self.file.digest,
+                "reason": self.reason}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class CreateNetwork:
     stack: str
     spec: NetworkSpec
@@ -267,6 +288,7 @@ Step = (
     PullImage
     | EnsureDirectory
     | MaterializeConfig
+    | SeedFile
     | CreateNetwork
     | CreateVolume
     | StopContainer

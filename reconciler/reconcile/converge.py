@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from hashlib import sha256
+from os.path import lexists
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -136,7 +137,7 @@ class ConfigSource:
 
 
 def existing_paths(desired: DesiredState) -> frozenset[str]:
-    """The data, lock and config paths of ``desired`` that exist on this host (observed)."""
+    """The data, lock, config and seed paths of ``desired`` that exist on this host."""
     paths: set[str] = set()
     for st in desired.stacks:
         paths.update(st.data_dirs)
@@ -144,7 +145,8 @@ def existing_paths(desired: DesiredState) -> frozenset[str]:
             paths.add(st.lock_dir)
         for c in st.config_files:
             paths.update((c.host_path, c.host_path.rsplit("/", 1)[0] or "/"))
-    return frozenset(p for p in paths if Path(p).exists())
+    seeds = {c.host_path for st in desired.stacks for c in st.seed_files}  # even as a link
+    return frozenset(p for p in paths if Path(p).exists()) | {p for p in seeds if lexists(p)}
 
 
 @dataclass(frozen=True, slots=True)

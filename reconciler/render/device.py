@@ -43,6 +43,7 @@ class Rendered:
     """A device's desired state plus the way back to the lines it came from."""
 
     state: DesiredState
+    warnings: tuple[Finding, ...] = ()  # never block: validate prints them
     compose: Mapping[str, tuple[str, Any]] = field(default_factory=dict, compare=False)
     # stack name -> (compose path, parsed compose document before interpolation)
 
@@ -93,11 +94,20 @@ def _problem_findings(
     for problem in problems:
         line, key_path = problem.line, problem.key_path
         variable, detail = problem.variable, problem.detail
+        where = device.location.path or f"devices/{device.id}.yaml"
+        if problem.severity == "warning":
+            message = (
+                f"device {device.id}: variable {variable} is not set, so {key_path} gets an "
+                f"empty string there (as in Compose); set it in {where}, a group or "
+                f"fleet.yaml, or write ${{{variable}-}} where empty is meant"
+            )
+            out.append(Finding(stack.compose_path, line, message, "warning"))
+            continue
         if variable is not None:
             why = f" ({detail})" if detail else f" ({key_path} cannot be left without it)"
             message = (
                 f"device {device.id}: variable {variable} is required{why}; set it in "
-                f"{device.location.path or f'devices/{device.id}.yaml'}, a group or fleet.yaml"
+                f"{where}, a group or fleet.yaml"
             )
         else:
             message = (
@@ -122,6 +132,7 @@ def render_device(
     impact) to share the work across them; without one the call computes afresh.
     With ``partial`` (validate only), findings are appended there instead and the
     stacks that rendered cleanly are returned, so later layers (policy) still run.
+    Warnings never raise: they are in ``Rendered.warnings`` (and in ``partial``).
     """
     cache = RenderCache() if cache is None else cache
     device = repo.devices.get(device_id)
@@ -157,10 +168,12 @@ def render_device(
         findings += outcome.findings
         if outcome.spec is not None:
             specs.append(outcome.spec)
-    if findings and partial is None:
-        raise ManifestError(sorted(set(findings)))
+    errors = [f for f in findings if f.is_error]
+    if errors and partial is None:
+        raise ManifestError(sorted(set(errors)))
     if partial is not None:
         partial.extend(sorted(set(findings)))
+    warnings = tuple(sorted({f for f in findings if not f.is_error}))
     state = DesiredState(
         device=device.id,
         revision=repo.revision,
@@ -168,4 +181,4 @@ def render_device(
         stacks=tuple(specs),
         update_windows=target.update_windows,
     )
-    return Rendered(state, docs)
+    return Rendered(state, warnings, docs)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
+from reconciler.errors import Severity
 from reconciler.manifests.yamlio import LineDict, LineList
 
 Operator = Literal["", ":-", "-", ":+", "+", ":?", "?"]
@@ -79,13 +80,16 @@ class InterpolationProblem:
     """An error met while interpolating one value of a document.
 
     ``variable`` is set for a required variable (``:?``/``?``), ``None`` for a malformed
-    template. ``detail`` is the user's message or the offending template.
+    template. ``detail`` is the user's message or the offending template. A ``warning``
+    is an unset plain ``$X`` that Compose would replace by an empty string with a warning
+    (an error instead where it would empty a required field, see ``_CRITICAL``).
     """
 
     line: int | None
     key_path: str  # e.g. "services.plc.environment.ADDRESS"
     variable: str | None
     detail: str
+    severity: Severity = "error"
 
 
 def _first_closing(text: str) -> int:
@@ -268,7 +272,7 @@ def interpolate_document(
 
 # Values an unset variable must not leave broken (``n8n:${TAG}`` as ``n8n:``): an
 # image, a port, a mount, a device, an env file, a container name. ``${X-}`` says
-# "empty on purpose"; elsewhere an unset ``$X`` is empty, as in Compose.
+# "empty on purpose"; elsewhere an unset ``$X`` is empty with a warning, as in Compose.
 _CRITICAL = re.compile(
     r"services\.[^.]+\.(?:image|container_name|platform"
     r"|ports\[\d+\](?:\.(?:published|target|host_ip))?"
@@ -341,10 +345,14 @@ class CompiledDocument:
             if kind == _TEXT:
                 try:
                     value = evaluate(plan[1], variables)
-                    if _CRITICAL.match(plan[4]):
-                        for name in _plain_unset(plan[1], variables):
-                            problems.append(InterpolationProblem(plan[3], plan[4], name, ""))
-                            break
+                    unset = _plain_unset(plan[1], variables)
+                    if unset and _CRITICAL.match(plan[4]):
+                        problems.append(InterpolationProblem(plan[3], plan[4], unset[0], ""))
+                    else:
+                        problems.extend(
+                            InterpolationProblem(plan[3], plan[4], name, "", "warning")
+                            for name in dict.fromkeys(unset)
+                        )
                     return value
                 except RequiredVariable as e:
                     problems.append(InterpolationProblem(plan[3], plan[4], e.variable, e.message))

@@ -86,8 +86,9 @@ class StackOutcome:
     """A stack rendered for one device, or why it could not be."""
 
     spec: StackSpec | None
-    findings: tuple[Finding, ...]  # compose findings (no device name in them)
-    problems: tuple[InterpolationProblem, ...]  # formatted per device by render
+    findings: tuple[Finding, ...]  # compose findings (no device name in them), warnings too
+    problems: tuple[InterpolationProblem, ...]  # formatted per device by render (with a
+    # spec: warnings only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +239,7 @@ def _compute(
     hashes: HashMemo,
 ) -> StackResult:
     doc, problems = info.compiled.interpolate(variables)
-    if problems:
+    if any(p.severity == "error" for p in problems):
         return StackResult(None, (), (), problems)
     ctx = StackContext(
         tree=info.tree,
@@ -248,6 +249,7 @@ def _compute(
         state_dir=state_dir,
         lock_dir=lock_dir(state_dir, device, stack.name),
         variables=variables,
+        seed=stack.seed,
     )
     memo = None
     if device == PLACEHOLDER:  # a per-device memo would never be hit again
@@ -268,7 +270,7 @@ def _compute(
             if len(info.prepared) > MEMO_SIZE:
                 info.prepared.clear()
         prepared.append(hit)
-    return StackResult(norm, tuple(prepared), (*norm.findings, *cycle), ())
+    return StackResult(norm, tuple(prepared), (*norm.findings, *cycle), problems)
 
 
 def _prepare(
@@ -358,10 +360,11 @@ def render_stack(
     services = tuple(_finish(prep, device, cache.hashes) for prep in cached.services)
     findings = cached.findings
     networks, volumes = norm.networks, norm.volumes
-    config_files, data_dirs = norm.config_files, norm.data_dirs
+    config_files, data_dirs, seeds = norm.config_files, norm.data_dirs, norm.seed_files
     if not per_device:
         networks, volumes = rebind(networks, device), rebind(volumes, device)
         config_files, data_dirs = rebind(config_files, device), rebind(data_dirs, device)
+        seeds = rebind(seeds, device)
         findings = rebind(findings, device)
     stack_spec = StackSpec(
         name=stack.name,
@@ -373,5 +376,6 @@ def render_stack(
         lock_dir=real_vars["FLEETGATE_LOCK_DIR"],
         health_timeout=stack.health_timeout,
         update_strategy=stack.update_strategy,
+        seed_files=seeds,
     )
-    return StackOutcome(stack_spec, findings, ())
+    return StackOutcome(stack_spec, findings, cached.problems)  # problems: warnings only

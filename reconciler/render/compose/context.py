@@ -29,6 +29,11 @@ class StackContext:
     state_dir: str
     lock_dir: str
     variables: Mapping[str, str]  # for env_file expansion, like compose's lookup
+    seed: tuple[str, ...] = ()  # stack.yaml `seed:` (repository paths): seed, then persist
+
+    def seeded(self, repo_rel: str) -> bool:
+        """Whether a repository path is (under) a seeded path of stack.yaml."""
+        return any(repo_rel == s or repo_rel.startswith(s + "/") for s in self.seed)
 
     @property
     def stack_dir(self) -> str:
@@ -50,6 +55,10 @@ class Issues:
 
     def add(self, line: int | None, where: str, message: str) -> None:
         self.findings.append(Finding(self.path, line, f"{where}: {message}"))
+
+    def warn(self, line: int | None, where: str, message: str) -> None:
+        """A warning: printed by validate, never blocking (see :data:`Severity`)."""
+        self.findings.append(Finding(self.path, line, f"{where}: {message}", "warning"))
 
 
 def line_of(node: Any, key: str | int, default: int | None = None) -> int | None:

@@ -23,6 +23,7 @@ service with ``env_file`` is never memoized (its files may read any variable).
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -48,6 +49,7 @@ class NormalizedStack:
     config_files: tuple[ConfigFile, ...]
     data_dirs: tuple[str, ...]
     findings: tuple[Finding, ...]
+    seed_files: tuple[ConfigFile, ...] = ()  # repository files copied into data dirs
 
 
 def _mapping(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -321,11 +323,16 @@ def normalize_compose(
             key=lambda v: v.name,
         )
     )
+    # A repository file whose destination is in a data directory is a seed (stack.yaml
+    # `seed:`): copied there only where absent. Configs live under {state}/configs.
+    files = sorted(acc.config_files.values(), key=lambda c: c.host_path)
+    data = posixpath.join(ctx.state_dir, "data") + "/"
     return NormalizedStack(
         services=tuple(specs),
         networks=networks,
         volumes=volumes,
-        config_files=tuple(sorted(acc.config_files.values(), key=lambda c: c.host_path)),
+        config_files=tuple(c for c in files if not c.host_path.startswith(data)),
         data_dirs=tuple(sorted(acc.data_dirs)),
         findings=tuple(issues.findings),
+        seed_files=tuple(c for c in files if c.host_path.startswith(data)),
     )

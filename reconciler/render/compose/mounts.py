@@ -6,7 +6,13 @@ Sources are classified as DESIGN §1 "Paths" says:
   ``{state}/configs/{device}/{stack}/{first 16 hex of its digest}/{basename}``, mounted
   read-only unless the file says ``:rw`` / ``read_only: false``;
 - a relative source that does not exist is ``data``: ``{state}/data/{device}/{stack}/{path}``
-  (it must stay inside the stack directory: data of one stack is not another's);
+  (it must stay inside the stack directory: data of one stack is not another's); when
+  its name has a file extension (``./acme.json``) it is most likely a file that was not
+  committed: a warning says so, and it is still an (empty) data directory, as Compose
+  would create a directory there;
+- a repository path listed under stack.yaml ``seed:`` is ``data`` at the same place,
+  seeded: its files are copied there only where absent (a warning suggests it for a
+  repository path mounted ``:rw``, whose writes a per-revision copy would lose);
 - the stack's ``FLEETGATE_LOCK_DIR`` (or a path below it) is ``lock``;
 - any other absolute source is ``host``; a named source is a ``volume``.
 
@@ -26,6 +32,7 @@ from typing import Any
 from reconciler.manifests.tree import TreeEscape
 from reconciler.model import ConfigFile, Mount
 from reconciler.render.compose.context import Issues, StackContext, is_true, line_of, scalar_text
+from reconciler.render.compose.seeding import looks_like_file, seed
 from reconciler.units import parse_bytes
 
 _MODES = {"ro", "rw", "cached", "delegated", "consistent"}  # the last three: macOS only
@@ -134,12 +141,27 @@ class MountReader:
                 line, where, f"{source!r} leads outside the repository; use a path in it"
             )
             return None
-        if kind in ("file", "dir"):
-            host = self._config_source(repo_rel, line, where)
-            if host is None:
-                return None
-            return Mount("config", host, target, True if read_only is None else read_only)
         rel = posixpath.relpath(repo_rel, ctx.stack_dir) if ctx.stack_dir else repo_rel
+        if kind in ("file", "dir") and ctx.seeded(repo_rel):
+            host = posixpath.join(ctx.state_dir, "data", ctx.device, ctx.stack, rel)
+            problem = seed(ctx.tree, self.acc, repo_rel, host, is_dir=kind == "dir")
+            if problem is not None:
+                self.issues.add(line, where, problem)
+                return None
+            return Mount("data", host, target, bool(read_only))
+        if kind in ("file", "dir"):
+            copy = self._config_source(repo_rel, line, where)
+            if copy is None:
+                return None
+            if read_only is False:
+                message = (
+                    f"{source!r} from the repository is mounted writable: the app writes to a "
+                    "copy made for this revision, left behind at the next change; list "
+                    f"{rel} under seed: in stacks/{ctx.stack}/stack.yaml to seed it once and "
+                    "keep what the app writes, or mount it :ro"
+                )
+                self.issues.warn(line, where, message)
+            return Mount("config", copy, target, True if read_only is None else read_only)
         if rel == "." or rel.startswith("../"):
             message = (
                 f"data path {source!r} is outside the stack directory; "
@@ -147,6 +169,14 @@ class MountReader:
             )
             self.issues.add(line, where, message)
             return None
+        if looks_like_file(rel):
+            message = (
+                f"{source!r} is not in the repository, so it becomes an empty data "
+                f"directory (as Compose would create one); ship the file as "
+                f"stacks/{ctx.stack}/{rel}, or use a named volume or a data directory "
+                "without a file extension"
+            )
+            self.issues.warn(line, where, message)
         host = posixpath.join(ctx.state_dir, "data", ctx.device, ctx.stack, rel)
         self.acc.data_dirs[host] = None
         return Mount("data", host, target, bool(read_only))

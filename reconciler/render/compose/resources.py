@@ -26,12 +26,40 @@ _RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:\d+)?)$")
 
 def restart_policy(r: Reader) -> str:
     value = r.str_("restart")
-    if value is None:
-        return "no"
-    if not _RESTART.match(value):
+    if value is not None and not _RESTART.match(value):
         r.bad("restart", f"{value!r} is not no, always, unless-stopped or on-failure[:N]")
-        return "no"
-    return value
+        value = None
+    deployed = _deploy_restart(r)
+    return deployed or value or "no"  # docker compose: deploy.restart_policy wins
+
+
+_CONDITIONS = {"none": "no", "no": "no", "on-failure": "on-failure", "any": "always",
+               "always": "always", "unless-stopped": "unless-stopped", "": "no"}  # fmt: skip
+_SWARM_ONLY = "Swarm only: ignored, as docker compose does"
+
+
+def _deploy_restart(r: Reader) -> str | None:
+    """``deploy.restart_policy`` as docker compose maps it onto the engine: ``condition``
+    (``none`` -> no, ``any`` -> always) and ``max_attempts`` (on-failure:N); ``delay`` and
+    ``window`` are Swarm's only and ignored with a warning."""
+    deploy = r.node.get("deploy")
+    node = deploy.get("restart_policy") if isinstance(deploy, dict) else None
+    if not isinstance(node, dict):
+        return None
+    pr = Reader(node, f"{r.where}.deploy.restart_policy", r.issues)
+    for key in ("delay", "window"):
+        if key in node:
+            r.issues.warn(pr.line(key), f"{pr.where}.{key}", _SWARM_ONLY)
+    condition = (pr.str_("condition") or "").strip()
+    if condition not in _CONDITIONS:
+        pr.bad("condition", f"{condition!r} is not none, on-failure, any or unless-stopped")
+        return None
+    mode = _CONDITIONS[condition]
+    attempts = pr.int_("max_attempts")
+    if attempts is not None and mode != "on-failure":
+        pr.bad("max_attempts", "only goes with condition: on-failure; remove one")
+        return None
+    return f"on-failure:{attempts}" if attempts and mode == "on-failure" else mode
 
 
 def healthcheck(r: Reader) -> Healthcheck | None:
@@ -190,7 +218,10 @@ def limits(r: Reader) -> tuple[int | None, int | None, int | None, tuple[DeviceR
     deploy = r.mapping("deploy")
     dr = Reader(deploy, f"{r.where}.deploy", r.issues)
     for key in deploy:
-        if key != "resources":
+        if key == "placement":
+            message = f"{_SWARM_ONLY}; choose devices with groups and device stacks"
+            r.issues.warn(dr.line(key), f"{dr.where}.{key}", message)
+        elif key not in ("resources", "restart_policy"):
             dr.bad(key, "is not supported (only deploy.resources); remove it")
     resources = dr.mapping("resources")
     rr = Reader(resources, f"{r.where}.deploy.resources", r.issues)
