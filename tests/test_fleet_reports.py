@@ -88,6 +88,9 @@ CHANGES = {
     "fetch errors a dict": _set(("counters", "fetch_errors"), {"a": 1}),
     "seconds a word": _set(("counters", "pass_seconds_total"), "long"),
     "warnings a number": _set(("warnings",), 7),
+    "unknown stage": _set(("stage",), "launch"),
+    "stage a number": _set(("stage",), 3),
+    "no stage": _set(("stage",), None),
     "no counters": _drop(("counters",)),
 }
 

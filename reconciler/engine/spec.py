@@ -25,6 +25,7 @@ Secret *values* never pass through here: secrets are files mounted from the devi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from reconciler.model import (
@@ -37,6 +38,7 @@ from reconciler.model import (
     LABEL_STACK,
     DeviceRequest,
     Healthcheck,
+    LogConfig,
     Mount,
     NetworkAttachment,
     ServiceSpec,
@@ -192,32 +194,52 @@ def host_config(spec: ServiceSpec) -> dict[str, Any]:
         "ExtraHosts": list(spec.extra_hosts) or None,
         "Tmpfs": dict(spec.tmpfs) or None,
     }
-    mode = network_mode(spec)
-    if mode is not None:
-        hc["NetworkMode"] = mode
-    if spec.init is not None:
-        hc["Init"] = spec.init
-    if spec.shm_size is not None:
-        hc["ShmSize"] = spec.shm_size
-    if spec.mem_limit is not None:
-        hc["Memory"] = spec.mem_limit
-    if spec.mem_reservation is not None:
-        hc["MemoryReservation"] = spec.mem_reservation
-    if spec.nano_cpus is not None:
-        hc["NanoCpus"] = spec.nano_cpus
-    if spec.dns:
-        hc["Dns"] = list(spec.dns)
-    if spec.dns_search:
-        hc["DnsSearch"] = list(spec.dns_search)
-    if spec.security_opt:
-        hc["SecurityOpt"] = [security_opt(v) for v in spec.security_opt]
-    if spec.pid is not None:
-        hc["PidMode"] = spec.pid
-    if spec.group_add:
-        hc["GroupAdd"] = list(spec.group_add)
-    if spec.logging is not None:
-        hc["LogConfig"] = {"Type": spec.logging.driver, "Config": dict(spec.logging.options)}
+    hc.update(set_fields(spec, HOST_CONFIG_FIELDS))
     return hc
+
+
+Field = tuple[str, Callable[[ServiceSpec], object]]
+"""An optional create-body field: its Engine API key and its value (``None``: left out)."""
+
+HOST_CONFIG_FIELDS: tuple[Field, ...] = (
+    ("NetworkMode", network_mode),
+    ("Init", lambda s: s.init),
+    ("ShmSize", lambda s: s.shm_size),
+    ("Memory", lambda s: s.mem_limit),
+    ("MemoryReservation", lambda s: s.mem_reservation),
+    ("NanoCpus", lambda s: s.nano_cpus),
+    ("Dns", lambda s: list(s.dns) or None),
+    ("DnsSearch", lambda s: list(s.dns_search) or None),
+    ("SecurityOpt", lambda s: [security_opt(v) for v in s.security_opt] or None),
+    ("PidMode", lambda s: s.pid),
+    ("GroupAdd", lambda s: list(s.group_add) or None),
+    ("LogConfig", lambda s: None if s.logging is None else log_config(s.logging)),
+)
+"""``HostConfig`` fields sent only when the service sets them (as compose leaves them out)."""
+
+CONTAINER_FIELDS: tuple[Field, ...] = (
+    ("Cmd", lambda s: None if s.command is None else list(s.command)),
+    ("Entrypoint", lambda s: None if s.entrypoint is None else list(s.entrypoint)),
+    ("Tty", lambda s: True if s.tty else None),
+    ("OpenStdin", lambda s: True if s.stdin_open else None),
+    ("User", lambda s: s.user),
+    ("WorkingDir", lambda s: s.working_dir),
+    ("Hostname", lambda s: s.hostname),
+    ("Healthcheck", lambda s: None if s.healthcheck is None else healthcheck_config(s.healthcheck)),
+    ("StopSignal", lambda s: s.stop_signal),
+    ("StopTimeout", lambda s: None if s.stop_grace_period is None else round(s.stop_grace_period)),
+)
+"""Top-level create-body fields sent only when the service sets them."""
+
+
+def set_fields(spec: ServiceSpec, fields: tuple[Field, ...]) -> dict[str, object]:
+    """The fields of ``fields`` that ``spec`` sets, in table order."""
+    return {key: value for key, get in fields if (value := get(spec)) is not None}
+
+
+def log_config(logging: LogConfig) -> dict[str, object]:
+    """``HostConfig.LogConfig``: the driver and its options."""
+    return {"Type": logging.driver, "Config": dict(logging.options)}
 
 
 def security_opt(value: str) -> str:
@@ -252,26 +274,7 @@ def container_config(spec: ServiceSpec, revision: str) -> dict[str, Any]:
         "ExposedPorts": {key: {} for key in (*port_bindings(spec), *spec.expose)},
         "HostConfig": host_config(spec),
     }
-    if spec.command is not None:
-        body["Cmd"] = list(spec.command)
-    if spec.entrypoint is not None:
-        body["Entrypoint"] = list(spec.entrypoint)
-    if spec.tty:
-        body["Tty"] = True
-    if spec.stdin_open:
-        body["OpenStdin"] = True
-    if spec.user is not None:
-        body["User"] = spec.user
-    if spec.working_dir is not None:
-        body["WorkingDir"] = spec.working_dir
-    if spec.hostname is not None:
-        body["Hostname"] = spec.hostname
-    if spec.healthcheck is not None:
-        body["Healthcheck"] = healthcheck_config(spec.healthcheck)
-    if spec.stop_signal is not None:
-        body["StopSignal"] = spec.stop_signal
-    if spec.stop_grace_period is not None:
-        body["StopTimeout"] = round(spec.stop_grace_period)
+    body.update(set_fields(spec, CONTAINER_FIELDS))
     first = primary_attachment(spec)
     if first is not None:
         body["NetworkingConfig"] = {

@@ -16,6 +16,7 @@ from typing import Any
 
 from reconciler.model import parse_rfc3339
 from reconciler.report.services import ServiceStatus
+from reconciler.stages import stage_from_json
 
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_REPORT = 1 << 20  # bytes: a status is a few KiB; anything larger is not one
@@ -84,6 +85,7 @@ def check_status(data: Mapping[str, Any]) -> None:
         str(data["device"])
         for key in _TIMES:
             _time(data.get(key))
+        stage_from_json(data.get("stage"))
         for failed in data.get("failed_revisions") or ():
             str(failed["revision"]), str(failed["reason"])
             parse_rfc3339(failed["at"])

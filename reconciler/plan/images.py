@@ -5,15 +5,16 @@ way the engine lists them (``busybox`` is ``docker.io/library/busybox:latest``).
 :func:`pull_ahead` is the *pull-ahead plan*: only ``pull`` steps, for the images a state
 needs that are not here yet. It never stops, removes or creates anything, so it may run
 while an update waits (a closed window, an application lock) and the window is then
-spent switching, not downloading.
+spent switching, not downloading. :class:`Pulls` collects the ``pull`` steps of one
+``plan()`` call (phase 1: every pull before anything stops).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from reconciler.model import DesiredState, ObservedImage, ObservedState
-from reconciler.plan.steps import Plan, PullImage
+from reconciler.model import DesiredState, ObservedImage, ObservedState, ServiceSpec
+from reconciler.plan.steps import Plan, PullImage, Step
 
 
 def normalize_ref(ref: str) -> str:
@@ -54,3 +55,43 @@ def pull_ahead(desired: DesiredState, observed: ObservedState, *, skip: Iterable
         for (image, platform), names in users.items()
     )
     return Plan(steps=steps, device=desired.device, revision=desired.revision)
+
+
+class Pulls:
+    """The images one ``plan()`` call pulls, and which services need each (working memory).
+
+    ``pulled``: images another service pulls in this plan (counted as present for a
+    service under ``pull_policy: never``).
+    """
+
+    def __init__(self, observed: ObservedState, pulled: frozenset[str]) -> None:
+        self._images = observed.images
+        self._pulled = pulled
+        self._wanted: dict[tuple[str, str | None], tuple[str, list[str]]] = {}
+
+    def steps(self) -> list[Step]:
+        """One ``pull`` per (image, platform), in the order first wanted, naming its users."""
+        return [
+            PullImage(image, platform, f"{why} for {', '.join(users)}")
+            for (image, platform), (why, users) in self._wanted.items()
+        ]
+
+    def images(self) -> frozenset[str]:
+        """The images pulled so far."""
+        return frozenset(image for image, _ in self._wanted)
+
+    def block(self, spec: ServiceSpec) -> str | None:
+        """Why ``spec`` cannot be created for want of its image, or ``None``."""
+        present = spec.image in self._pulled or image_present(spec.image, self._images)
+        if spec.pull_policy == "never" and not present:
+            return f"image {spec.image} is not present and pull_policy is never"
+        return None
+
+    def want(self, spec: ServiceSpec) -> None:
+        """Pull ``spec``'s image when it is missing, or always under ``pull_policy: always``."""
+        present = image_present(spec.image, self._images)
+        if spec.pull_policy == "never" or (present and spec.pull_policy != "always"):
+            return
+        why = "pull_policy always" if present else "not present"
+        entry = self._wanted.setdefault((spec.image, spec.platform), (why, []))
+        entry[1].append(f"{spec.stack}/{spec.service}")

@@ -36,8 +36,8 @@ steps, and its running container is left alone.
 from __future__ import annotations
 
 from reconciler.model import DesiredState, ObservedContainer, ObservedState, ServiceSpec, StackSpec
-from reconciler.plan.images import image_present, pull_ahead
-from reconciler.plan.order import dependency_order, satisfied
+from reconciler.plan.images import Pulls, image_present, pull_ahead
+from reconciler.plan.order import dependency_order, dependency_waits
 from reconciler.plan.paths import prepare_paths
 from reconciler.plan.reasons import (
     changed_fields,
@@ -61,7 +61,6 @@ from reconciler.plan.steps import (
     StartContainer,
     Step,
     StopContainer,
-    WaitCondition,
     WaitHealthy,
     temp_name,
 )
@@ -120,9 +119,9 @@ def plan(
             if any(isinstance(s, CreateContainer | StartContainer) for s in steps):
                 touched.add(stack.name)
             service_steps.extend(steps)
-        if p.pulled_images() <= pulled:
+        if p.pulls.images() <= pulled:
             break
-        pulled = pulled | p.pulled_images()
+        pulled = pulled | p.pulls.images()
     prunes = p.prunes()
     prepare: list[Step] = []
     for stack in desired.stacks:
@@ -131,7 +130,7 @@ def plan(
     for stack in desired.stacks:
         prepare.extend(p.networks_and_volumes(stack))
     return Plan(
-        steps=(*p.pulls(), *prepare, *service_steps, *prunes),
+        steps=(*p.pulls.steps(), *prepare, *service_steps, *prunes),
         blocked=tuple(p.blocked),
         notes=tuple(p.notes),
         device=desired.device,
@@ -151,10 +150,9 @@ class _Planner:
     ) -> None:
         self.desired = desired
         self.observed = observed
-        self.pulled = pulled  # images another service pulls in this plan
         self.blocked: list[str] = []
         self.notes: list[str] = []
-        self._pulls: dict[tuple[str, str | None], tuple[str, list[str]]] = {}
+        self.pulls = Pulls(observed, pulled)  # phase 1
         wanted = {(st.name, sv.service) for st in desired.stacks for sv in st.services}
         ordered = sorted(observed.containers, key=lambda c: (c.stack, c.service, c.name, c.id))
         self.by_service: dict[_ServiceKey, list[ObservedContainer]] = {}
@@ -178,31 +176,6 @@ class _Planner:
         self.started: set[_ServiceKey] = set()
         self.kept: dict[_ServiceKey, ObservedContainer] = {}
         self.lingering = {c.stack for c in ordered if c.state == "removing"}
-
-    # ------------------------------------------------------------ phase 1: pulls
-
-    def pulls(self) -> list[Step]:
-        return [
-            PullImage(image, platform, f"{why} for {', '.join(users)}")
-            for (image, platform), (why, users) in self._pulls.items()
-        ]
-
-    def pulled_images(self) -> frozenset[str]:
-        return frozenset(image for image, _ in self._pulls)
-
-    def _image_block(self, spec: ServiceSpec) -> str | None:
-        present = spec.image in self.pulled or image_present(spec.image, self.observed.images)
-        if spec.pull_policy == "never" and not present:
-            return f"image {spec.image} is not present and pull_policy is never"
-        return None
-
-    def _want_image(self, spec: ServiceSpec) -> None:
-        present = image_present(spec.image, self.observed.images)
-        if spec.pull_policy == "never" or (present and spec.pull_policy != "always"):
-            return
-        why = "pull_policy always" if present else "not present"
-        entry = self._pulls.setdefault((spec.image, spec.platform), (why, []))
-        entry[1].append(f"{spec.stack}/{spec.service}")
 
     # ----------------------------------------------- phase 3: networks, volumes
 
@@ -265,7 +238,7 @@ class _Planner:
             self.blocked.append(f"{label}: {block}{stays}")
             self.held_back.add(key)
             return []
-        self._want_image(spec)
+        self.pulls.want(spec)
         timeout = spec.stop_grace_period
         rev = self.desired.revision or ""
         # Create before stop (safety rule 9): a running container keeps its name until
@@ -289,7 +262,7 @@ class _Planner:
             out.append(RenameContainer(temp, spec.container_name, stack.name, spec.service, reason))
         else:
             out.append(CreateContainer(spec, rev, reason))
-        out.extend(self._waits(stack, spec))
+        out.extend(dependency_waits(stack, spec, self.started, self.kept))
         out.append(StartContainer(spec.container_name, stack.name, spec.service, reason))
         self.started.add(key)
         return out
@@ -320,7 +293,7 @@ class _Planner:
             self.blocked.append(f"{label}: {held}")
             self.held_back.add(key)
             return out
-        out.extend(self._waits(stack, spec))
+        out.extend(dependency_waits(stack, spec, self.started, self.kept))
         out.append(StartContainer(keeper.name, stack.name, spec.service, why_start))
         self.started.add(key)
         return out
@@ -347,33 +320,13 @@ class _Planner:
         ]
         if foreign_nets:
             return f"network {foreign_nets[0]} exists and is not managed by fleetgate"
-        return self._image_block(spec) or self._held_dependency(stack, spec)
+        return self.pulls.block(spec) or self._held_dependency(stack, spec)
 
     def _held_dependency(self, stack: StackSpec, spec: ServiceSpec) -> str | None:
         for dep in spec.depends_on:
             if (stack.name, dep.service) in self.held_back:
                 return f"dependency {stack.name}/{dep.service} cannot proceed"
         return None
-
-    def _waits(self, stack: StackSpec, spec: ServiceSpec) -> list[Step]:
-        """``wait-healthy`` for each condition-bearing dependency not already satisfied."""
-        names = {s.service: s.container_name for s in stack.services}
-        out: list[Step] = []
-        for dep in spec.depends_on:
-            if dep.condition == "service_started" or dep.service not in names:
-                continue
-            dkey = (stack.name, dep.service)
-            cond: WaitCondition = "healthy" if dep.condition == "service_healthy" else "completed"
-            kept = self.kept.get(dkey)
-            if dkey not in self.started and kept is not None and satisfied(kept, cond):
-                continue
-            why = f"{stack.name}/{spec.service} depends on it ({dep.condition})"
-            out.append(
-                WaitHealthy(
-                    stack.name, dep.service, names[dep.service], stack.health_timeout, why, cond
-                )
-            )
-        return out
 
     # ------------------------------------------------------------ phase 5: prune
 

@@ -30,6 +30,7 @@ from typing import Literal, get_args
 from reconciler.errors import Finding, NextStep
 from reconciler.model import rfc3339
 from reconciler.reconcile.converge import Convergence, ConvergeStage
+from reconciler.stages import Stage
 
 Outcome = Literal[
     "succeeded",
@@ -42,25 +43,12 @@ Outcome = Literal[
 ]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 """Every outcome, in declaration order (metrics export one series per outcome)."""
-Stage = Literal[
-    "source",
-    "manifests",
-    "render",
-    "policy",
-    "decide",
-    "gate",
-    "plan",
-    "apply",
-    "health",
-    "rollback",
-]
-"""The one vocabulary of where a pass stopped (``PassResult.stage``, ``Status.stage``)."""
 
 STOPPED_AT: Mapping[ConvergeStage, tuple[Stage, Outcome]] = {
-    "gate": ("gate", "waiting"),  # a closed window: pulled ahead, nothing changed
-    "plan": ("plan", "failed-no-change"),  # the plan is blocked
-    "pull": ("apply", "failed-no-change"),  # download-then-kill: nothing was stopped
-    "apply": ("apply", "failed"),  # the engine failed mid-way
+    "gate": (Stage.GATE, "waiting"),  # a closed window: pulled ahead, nothing changed
+    "plan": (Stage.PLAN, "failed-no-change"),  # the plan is blocked
+    "pull": (Stage.APPLY, "failed-no-change"),  # download-then-kill: nothing was stopped
+    "apply": (Stage.APPLY, "failed"),  # the engine failed mid-way
 }
 """Where an update convergence that stopped early leaves the pass: (stage, outcome)."""
 
@@ -114,7 +102,7 @@ class PassResult:
             "device": self.device,
             "outcome": self.outcome,
             "reason": self.reason,
-            "stage": self.stage,
+            "stage": None if self.stage is None else self.stage.value,
             "revision": self.revision,
             "target": self.target,
             "update": None if self.update is None else self.update.to_json(),

@@ -46,9 +46,10 @@ from reconciler.errors import Finding, FleetgateError, ManifestError
 from reconciler.manifests.tree import RepoTree
 from reconciler.model import DesiredState, Policy
 from reconciler.reconcile.converge import Clock, ConfigSource, Convergence, SystemClock, converge
-from reconciler.reconcile.outcome import OUTCOMES, STOPPED_AT, Outcome, PassResult, Stage
+from reconciler.reconcile.outcome import OUTCOMES, STOPPED_AT, Outcome, PassResult
 from reconciler.record import DeviceRecord
 from reconciler.render.desired import build_desired
+from reconciler.stages import Stage
 from reconciler.store import StateStore
 
 __all__ = [
@@ -211,7 +212,7 @@ class _Pass:
         desired = build()
         if desired is None:
             return self.result("rejected", str(ManifestError(self.findings)))
-        self.stage = "decide"
+        self.stage = Stage.DECIDE
         decided = decide(self.record, desired, gates, self.clock.now())
         self.target = decided.target_revision
         self.held = decided.held_stacks
@@ -247,7 +248,7 @@ class _Pass:
         wait_reason = None if wait is None else wait.describe()
         if held:
             self.log.info("lock.held", stacks=list(held), reason=lock_reason)
-        self.stage = "plan"
+        self.stage = Stage.PLAN
         conv = self.converge(
             state,
             ConfigSource(tree, state) if held else tree,
@@ -263,7 +264,7 @@ class _Pass:
             self.next_window = wait.next_window
         if conv.stage == "apply" and conv.changed and not decided.confirmed:
             # Failed after a destructive step of an update: a failed release (rule 9).
-            self.stage = "apply"
+            self.stage = Stage.APPLY
             return self.failed_release(rev, desired, conv.error or "apply failed", tree)
         stopped = STOPPED_AT.get(conv.stage)
         if stopped is not None:
@@ -272,12 +273,12 @@ class _Pass:
             why = _join(conv.error, lock_reason) if outcome == "waiting" else conv.error or ""
             return self.result(outcome, why)
         if held and conv.healthy:
-            self.stage = "gate"
+            self.stage = Stage.GATE
             done = conv.summary() if conv.done else None
             return self.result("waiting", _join(lock_reason, wait_reason, done))
         if conv.report is None and conv.healthy:
             return self.result("succeeded", "already converged; nothing to do")
-        self.stage = "health"
+        self.stage = Stage.HEALTH
         if conv.healthy:
             crashpoint("reconcile.before-good-recorded")
             self.save(self.record.good(rev, desired, self.clock.now()))
@@ -311,7 +312,7 @@ class _Pass:
         good, state = self.record.last_good, self.record.last_good_state
         if good is None or state is None:
             return self.result("failed", f"{why}; no last good revision to roll back to")
-        self.stage = "rollback"
+        self.stage = Stage.ROLLBACK
         self.target = good.revision
         if after_failure:
             self.log.warning("rollback.started", to=good.revision)

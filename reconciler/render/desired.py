@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Literal
 
 from reconciler.errors import ManifestError
 from reconciler.manifests import policy as policy_mod
@@ -17,8 +16,7 @@ from reconciler.manifests.tree import RepoTree
 from reconciler.model import DesiredState, Policy
 from reconciler.render.cache import RenderCache
 from reconciler.render.device import render_device
-
-BuildStage = Literal["manifests", "render", "policy"]
+from reconciler.stages import Stage
 
 
 def build_desired(
@@ -28,7 +26,7 @@ def build_desired(
     state_dir: str,
     *,
     local: Policy | None = None,
-    at: Callable[[BuildStage], None] = lambda _: None,
+    at: Callable[[Stage], None] = lambda _: None,
 ) -> DesiredState:
     """Load, render and policy-check ``device``; raise ``ManifestError`` with every finding.
 
@@ -36,13 +34,13 @@ def build_desired(
     left out of the loaded repository, so rendering around it could drop a stack.
     ``at`` is told each stage as it starts (the pass reports where it stopped).
     """
-    at("manifests")
+    at(Stage.MANIFESTS)
     repo, findings = load_repository(tree, revision)
     if findings:
         raise ManifestError(findings)
-    at("render")
+    at(Stage.RENDER)
     rendered = render_device(repo, tree, device, state_dir, RenderCache())  # one per pass
-    at("policy")
+    at(Stage.POLICY)
     fleet = repo.fleet.policy
     violations = policy_mod.check(
         rendered, fleet if local is None else policy_mod.narrow(fleet, local)

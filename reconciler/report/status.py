@@ -61,9 +61,9 @@ from reconciler.record import DeviceRecord
 from reconciler.redaction import redact, redact_urls
 from reconciler.redaction import secret_values as named_secret_values
 from reconciler.report.services import ServiceStatus, services_of
+from reconciler.stages import Stage, stage_from_json
 
 if TYPE_CHECKING:  # the pass module pulls in the whole pipeline; status only reads results
-    from reconciler.reconcile.outcome import Stage
     from reconciler.reconcile.run import PassResult
 
 STALE_AFTER = 3
@@ -196,7 +196,7 @@ class Status:
             ],
             "outcome": self.outcome,
             "reason": self.reason,
-            "stage": self.stage,
+            "stage": None if self.stage is None else self.stage.value,
             "pass_started_at": _time(self.pass_started_at),
             "pass_finished_at": _time(self.pass_finished_at),
             "services": [dataclasses.asdict(s) for s in self.services],
@@ -242,7 +242,7 @@ def status_from_json(data: Mapping[str, Any]) -> Status:
             ),
             outcome=data.get("outcome"),
             reason=str(data.get("reason") or ""),
-            stage=data.get("stage"),
+            stage=stage_from_json(data.get("stage")),
             pass_started_at=_parse(data.get("pass_started_at")),
             pass_finished_at=_parse(data.get("pass_finished_at")),
             services=tuple(ServiceStatus(**s) for s in data.get("services") or ()),
@@ -311,7 +311,7 @@ def build_status(
         started, finished = last_pass.started_at, last_pass.finished_at
     tried = fetch.attempted_at
     if fetch.error is not None and tried is not None and (finished is None or tried >= finished):
-        outcome, reason, stage = SOURCE_UNREACHABLE, fetch.error, "source"
+        outcome, reason, stage = SOURCE_UNREACHABLE, fetch.error, Stage.SOURCE
     desired = desired_revision
     if desired is None and last_pass is not None:
         desired = last_pass.revision

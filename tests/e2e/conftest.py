@@ -1,12 +1,16 @@
-"""Fixtures of the end-to-end tests: a served fleet and agent processes that always die."""
+"""Fixtures of the end-to-end tests: a served fleet, agent processes that always die, and
+the harness (``agents``: start, converge, refusal and web helpers of support.agente2e)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
+from support.agente2e import Agents, Start
+from support.gitserver import GitDaemon
 
 from e2e.agentproc import AgentProcess, Fleet
 
@@ -17,7 +21,7 @@ def fleet(served: Path, device_id: str, busybox_image: str, test_run_id: str) ->
 
 
 @pytest.fixture
-def start_agent(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+def start_agent(tmp_path: Path) -> Iterator[Start]:
     """Start an agent with a config (device, repo, ...) and optional extra environment
     (``env=``); every one is killed afterwards."""
     started: list[AgentProcess] = []
@@ -35,3 +39,19 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
         agent.kill()
         if agent.log_path.exists():
             print(f"--- {agent.log_path} (tail)\n" + "\n".join(agent.log().splitlines()[-15:]))
+
+
+@pytest.fixture
+def agents(
+    request: pytest.FixtureRequest,
+    start_agent: Start,
+    fleet: Fleet,
+    docker_client: docker.DockerClient,
+) -> Agents:
+    """The harness: agents of the served fleet, their convergence, the web container."""
+
+    def repo_url() -> str:  # the git daemon starts with the first config that needs it
+        daemon: GitDaemon = request.getfixturevalue("daemon")
+        return daemon.url(fleet.name)
+
+    return Agents(start_agent, fleet, docker_client, repo_url)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from support.agente2e import Start, config, converged, web
+from support.agente2e import Agents
 from support.gitserver import GitDaemon
 from support.wait import wait_for
 
@@ -25,33 +25,26 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 class TestConverge:
     """The agent converges the device to what is pushed."""
 
-    def test_pushed_commit_converges(
-        self,
-        fleet: Fleet,
-        daemon: GitDaemon,
-        start_agent: Start,
-        docker_client: docker.DockerClient,
-    ) -> None:
+    def test_pushed_commit_converges(self, fleet: Fleet, agents: Agents) -> None:
         """A commit pushed to the served repository runs on the device within seconds."""
-        agent = start_agent(**config(fleet, daemon))
-        wait_for(lambda: converged(agent, fleet.head), timeout=90, what="first convergence")
-        assert web(docker_client, fleet)[1:] == ("running", "one")
+        agent = agents.start()
+        agents.converge(agent, fleet.head, what="first convergence")
+        assert agents.web()[1:] == ("running", "one")
         pushed = time.monotonic()
         head = fleet.commit(greeting="two")
-        wait_for(lambda: converged(agent, head), timeout=90, what="the pushed commit")
+        agents.converge(agent, head, what="the pushed commit")
         latency = time.monotonic() - pushed
         print(f"\npush -> converged: {latency:.1f}s (poll 1s, health settle included)")
-        assert web(docker_client, fleet)[1:] == ("running", "two")
+        assert agents.web()[1:] == ("running", "two")
 
 
 class TestDriftRepair:
     """Drift of managed containers is repaired promptly; foreign containers are invisible."""
 
-    def test_stop_and_remove_are_repaired_and_unmanaged_is_untouched(  # noqa: PLR0917  # pytest fixtures
+    def test_stop_and_remove_are_repaired_and_unmanaged_is_untouched(  # pytest fixtures
         self,
         fleet: Fleet,
-        daemon: GitDaemon,
-        start_agent: Start,
+        agents: Agents,
         docker_client: docker.DockerClient,
         busybox_image: str,
         test_labels: dict[str, str],
@@ -65,22 +58,20 @@ class TestDriftRepair:
             labels=test_labels,
             name=f"{fleet.device}-foreign",
         )
-        agent = start_agent(**config(fleet, daemon))
-        wait_for(lambda: converged(agent, fleet.head), timeout=90, what="first convergence")
+        agent = agents.start()
+        agents.converge(agent, fleet.head, what="first convergence")
         name = f"{fleet.device}_app_web"
 
         docker_client.containers.get(name).stop(timeout=1)
         stopped = time.monotonic()
-        wait_for(lambda: web(docker_client, fleet)[1] == "running", timeout=20, what="restart")
+        wait_for(lambda: agents.web()[1] == "running", timeout=20, what="restart")
         print(f"\ndocker stop -> running again: {time.monotonic() - stopped:.1f}s")
 
-        before = web(docker_client, fleet)[0]
+        before = agents.web()[0]
         docker_client.containers.get(name).remove(force=True)
         removed = time.monotonic()
         wait_for(
-            lambda: (
-                web(docker_client, fleet)[1] == "running" and web(docker_client, fleet)[0] != before
-            ),
+            lambda: agents.web()[1] == "running" and agents.web()[0] != before,
             timeout=20,
             what="re-creation",
         )
@@ -97,15 +88,15 @@ class TestSourceOutage:
     def test_server_down_keeps_apps_and_reports_then_catches_up(
         self,
         fleet: Fleet,
+        agents: Agents,
         daemon: GitDaemon,
         served: Path,
-        start_agent: Start,
         docker_client: docker.DockerClient,
     ) -> None:
         """Stopping the server leaves apps running, reports the error; restarting catches up."""
-        agent = start_agent(**config(fleet, daemon))
-        wait_for(lambda: converged(agent, fleet.head), timeout=90, what="first convergence")
-        running = web(docker_client, fleet)
+        agent = agents.start()
+        agents.converge(agent, fleet.head, what="first convergence")
+        running = agents.web()
         daemon.stop()
         status = wait_for(
             lambda: (s := agent.status()).get("outcome") == "source-unreachable" and s,
@@ -114,20 +105,18 @@ class TestSourceOutage:
         )
         assert status["last_fetch_error"]
         wait_for(lambda: agent.status().get("stale"), timeout=30, what="stale status")
-        assert web(docker_client, fleet) == running
+        assert agents.web() == running
 
         # Offline restart: the agent dies, a container goes, the agent comes back alone.
         agent.kill()
         docker_client.containers.get(f"{fleet.device}_app_web").remove(force=True)
-        offline = start_agent(**config(fleet, daemon))
-        wait_for(
-            lambda: web(docker_client, fleet)[1] == "running", timeout=60, what="offline repair"
-        )
+        offline = agents.start()
+        wait_for(lambda: agents.web()[1] == "running", timeout=60, what="offline repair")
         head = fleet.commit(greeting="after-outage")
         back = git_daemon_on(served, daemon.port)
         try:
-            wait_for(lambda: converged(offline, head), timeout=90, what="catching up")
-            assert web(docker_client, fleet)[2] == "after-outage"
+            agents.converge(offline, head, what="catching up")
+            assert agents.web()[2] == "after-outage"
             assert offline.status()["last_fetch_error"] is None
         finally:
             back.terminate()
@@ -137,11 +126,9 @@ class TestSourceOutage:
 class TestStop:
     """SIGTERM ends the agent cleanly even in the middle of a pass."""
 
-    def test_sigterm_mid_pass_exits_zero_and_writes_status(
-        self, fleet: Fleet, daemon: GitDaemon, start_agent: Start
-    ) -> None:
+    def test_sigterm_mid_pass_exits_zero_and_writes_status(self, agents: Agents) -> None:
         """SIGTERM during an update's health gate exits 0 within 30 s with the status written."""
-        agent = start_agent(**config(fleet, daemon))
+        agent = agents.start()
         wait_for(lambda: agent.events("step.applied"), timeout=90, what="a step applied")
         signalled = datetime.now(UTC).replace(microsecond=0)
         started = time.monotonic()
@@ -158,13 +145,11 @@ class TestGates:
     def test_outside_window_nothing_changes_and_opening_converges(
         self,
         fleet: Fleet,
-        daemon: GitDaemon,
-        start_agent: Start,
-        docker_client: docker.DockerClient,
+        agents: Agents,
     ) -> None:
         """An update waits for its window, names the next opening, and converges in it."""
-        agent = start_agent(**config(fleet, daemon))
-        wait_for(lambda: converged(agent, fleet.head), timeout=90, what="first convergence")
+        agent = agents.start()
+        agents.converge(agent, fleet.head, what="first convergence")
         now = datetime.now(UTC)
         opens = (now + timedelta(seconds=80)).replace(second=0, microsecond=0)
         fleet.windows = [
@@ -175,7 +160,7 @@ class TestGates:
                 "timezone": "UTC",
             }
         ]
-        before = web(docker_client, fleet)
+        before = agents.web()
         head = fleet.commit(greeting="in-window")
         status = wait_for(
             lambda: (
@@ -187,24 +172,22 @@ class TestGates:
             what="deferred by the window",
         )
         assert status["pending_update"]["next_window"] == opens.strftime("%Y-%m-%dT%H:%M:%SZ")
-        assert web(docker_client, fleet) == before
-        wait_for(lambda: converged(agent, head), timeout=150, what="convergence in the window")
+        assert agents.web() == before
+        agents.converge(agent, head, what="convergence in the window", timeout=150)
         assert datetime.now(UTC) >= opens
-        assert web(docker_client, fleet)[2] == "in-window"
+        assert agents.web()[2] == "in-window"
 
     def test_application_lock_defers_and_its_removal_releases(
         self,
         fleet: Fleet,
-        daemon: GitDaemon,
-        start_agent: Start,
-        docker_client: docker.DockerClient,
+        agents: Agents,
     ) -> None:
         """An app's updates.lock holds its stack's update until the file is removed."""
-        agent = start_agent(**config(fleet, daemon, maxDefer="1h"))
-        wait_for(lambda: converged(agent, fleet.head), timeout=90, what="first convergence")
+        agent = agents.start(maxDefer="1h")
+        agents.converge(agent, fleet.head, what="first convergence")
         lock = agent.state / "locks" / fleet.device / "app" / "updates.lock"
         lock.write_text("batch 42\n")
-        before = web(docker_client, fleet)
+        before = agents.web()
         head = fleet.commit(greeting="after-lock")
         status = wait_for(
             lambda: (
@@ -216,7 +199,7 @@ class TestGates:
             what="deferred by the lock",
         )
         assert "lock" in status["reason"]
-        assert web(docker_client, fleet) == before
+        assert agents.web() == before
         lock.unlink()
-        wait_for(lambda: converged(agent, head), timeout=90, what="release after unlock")
-        assert web(docker_client, fleet)[2] == "after-lock"
+        agents.converge(agent, head, what="release after unlock")
+        assert agents.web()[2] == "after-lock"

@@ -19,9 +19,8 @@ from typing import Any
 
 import docker
 import pytest
-from support.agente2e import Start, config, converged
+from support.agente2e import Agents
 from support.crash import ROLLBACK_POINTS, UPDATE_POINTS
-from support.gitserver import GitDaemon
 from support.registry import Registry
 from support.wait import wait_for
 
@@ -50,10 +49,9 @@ def single_container(
     return found[0]
 
 
-def crash_then_recover(  # noqa: PLR0917  # the test's fixtures, passed on
+def crash_then_recover(
     fleet: Fleet,
-    daemon: GitDaemon,
-    start_agent: Start,
+    agents: Agents,
     client: docker.DockerClient,
     point: str,
     push: Mapping[str, Any],
@@ -62,16 +60,16 @@ def crash_then_recover(  # noqa: PLR0917  # the test's fixtures, passed on
 
     Returns the restarted agent, the pushed revision and the config hash before it.
     """
-    first = start_agent(**config(fleet, daemon))
-    wait_for(lambda: converged(first, fleet.head), timeout=90, what="first convergence")
+    first = agents.start()
+    agents.converge(first, fleet.head, what="first convergence")
     assert first.terminate() == 0
     before = single_container(client, fleet).labels["io.fleetgate.config-hash"]
-    crashing = start_agent(env={"FLEETGATE_CRASH_AT": point}, **config(fleet, daemon))
+    crashing = agents.start(env={"FLEETGATE_CRASH_AT": point})
     head = fleet.commit(**push)
     wait_for(lambda: not crashing.running(), timeout=90, what=f"the SIGKILL at {point}")
     assert crashing.proc is not None
     assert crashing.proc.returncode == -9
-    return start_agent(**config(fleet, daemon)), head, before
+    return agents.start(), head, before
 
 
 class TestCrashPoints:
@@ -86,8 +84,7 @@ class TestCrashPoints:
         self,
         point: str,
         fleet: Fleet,
-        daemon: GitDaemon,
-        start_agent: Start,
+        agents: Agents,
         docker_client: docker.DockerClient,
         registry: Registry,
         test_run_id: str,
@@ -98,11 +95,9 @@ class TestCrashPoints:
         docker_client.images.remove(ref)
         fleet.image = ref
         push = {"greeting": "two", "config": f"point={point}\n"}
-        agent, head, before = crash_then_recover(
-            fleet, daemon, start_agent, docker_client, point, push
-        )
+        agent, head, before = crash_then_recover(fleet, agents, docker_client, point, push)
         started = time.monotonic()
-        status = wait_for(lambda: converged(agent, head), timeout=90, what="recovery")
+        status = agents.converge(agent, head, what="recovery")
         print(f"\n{point}: restart -> converged {time.monotonic() - started:.1f}s")
         web = single_container(docker_client, fleet)
         env = dict(e.split("=", 1) for e in web.attrs["Config"]["Env"] if "=" in e)
@@ -120,14 +115,13 @@ class TestCrashPoints:
         self,
         point: str,
         fleet: Fleet,
-        daemon: GitDaemon,
-        start_agent: Start,
+        agents: Agents,
         docker_client: docker.DockerClient,
     ) -> None:
         """After kill -9 between recording a failure and the rollback, the good one runs."""
         good = fleet.head
         push = {"greeting": "bad", "command": CRASHING}
-        agent, bad, _ = crash_then_recover(fleet, daemon, start_agent, docker_client, point, push)
+        agent, bad, _ = crash_then_recover(fleet, agents, docker_client, point, push)
 
         def back_on_good() -> dict[str, Any]:
             s = agent.status()

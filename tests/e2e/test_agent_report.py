@@ -8,14 +8,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
+from support.agente2e import Agents
 from support.engine import cleanup_run
-from support.gitserver import GitDaemon
 from support.mqtt import Mosquitto, running_broker
 from support.wait import wait_for
 
@@ -25,7 +25,6 @@ from reconciler.report.mqtt import read_retained
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-Start = Callable[..., AgentProcess]
 CANARY = "canary-7f3e9b1c-secret"
 
 
@@ -47,15 +46,9 @@ def others(
         cleanup_run(docker_client, test_run_id, device=device)
 
 
-def _config(fleet: Fleet, daemon: GitDaemon, broker: Mosquitto) -> dict[str, object]:
-    return {
-        "device": fleet.device,
-        "repo": daemon.url(fleet.name),
-        "pollInterval": "1s",
-        "maxBackoff": "3s",
-        "report": broker.url,
-        "reportInterval": "2s",
-    }
+def _reporting(broker: Mosquitto) -> dict[str, object]:
+    """The config keys of an agent that reports to ``broker`` every 2 s."""
+    return {"report": broker.url, "reportInterval": "2s"}
 
 
 def _retained(broker: Mosquitto) -> dict[str, bytes]:
@@ -71,7 +64,7 @@ def _reported(broker: Mosquitto, device: str, revision: str) -> dict[str, Any]:
 
 class TestAgentReports:
     def test_fleet_status_shows_reports_presence_and_silent_devices(
-        self, fleet: Fleet, daemon: GitDaemon, broker: Mosquitto, start_agent: Start
+        self, fleet: Fleet, broker: Mosquitto, agents: Agents
     ) -> None:
         """An agent's report reaches fleet status; a kill -9 turns it offline by last will;
         the retained status carries no secret value; a never-reporting device is listed."""
@@ -80,7 +73,7 @@ class TestAgentReports:
             message="add a silent device",
             extra={"devices/silent-one.yaml": "stacks: [app]\n"},
         )
-        agent = start_agent(**_config(fleet, daemon, broker))
+        agent = agents.start(**_reporting(broker))
         wait_for(lambda: _reported(broker, fleet.device, head), timeout=120, what="a report")
         everything = b"".join(_retained(broker).values())
         assert CANARY.encode() not in everything
@@ -136,9 +129,8 @@ class TestAgentReports:
     def test_three_agents_show_their_revision_and_outcome(
         self,
         fleet: Fleet,
-        daemon: GitDaemon,
         broker: Mosquitto,
-        start_agent: Start,
+        agents: Agents,
         others: dict[str, Path],
     ) -> None:
         """Three agents report; fleet status shows each one's applied revision and outcome."""
@@ -147,13 +139,13 @@ class TestAgentReports:
             message="three devices",
             extra={f"devices/{d}.yaml": "stacks: [app]\n" for d in others},
         )
-        agents = [start_agent(**_config(fleet, daemon, broker))]
+        started = [agents.start(**_reporting(broker))]
         try:
             for device, folder in others.items():  # each with a state directory of its own
                 folder.mkdir()
-                config = {**_config(fleet, daemon, broker), "device": device}
-                agents.append(AgentProcess(folder, config).start())
-            for agent in agents:
+                config = agents.config(**_reporting(broker), device=device)
+                started.append(AgentProcess(folder, config).start())
+            for agent in started:
                 wait_for(
                     lambda a=agent: _reported(broker, a.device, head),
                     timeout=180,
@@ -166,16 +158,16 @@ class TestAgentReports:
             )  # fmt: skip
             assert done.returncode == 0, done.stderr
             rows = {r["device"]: r for r in json.loads(done.stdout)["devices"]}
-            for agent in agents:
+            for agent in started:
                 status = rows[agent.device]["status"]
                 assert (status["applied_revision"], status["outcome"]) == (head, "succeeded")
                 assert rows[agent.device]["online"] is True
         finally:
-            for agent in agents[1:]:
+            for agent in started[1:]:
                 agent.kill()
 
     def test_broker_down_never_delays_a_pass_and_catches_up(
-        self, fleet: Fleet, daemon: GitDaemon, broker: Mosquitto, start_agent: Start
+        self, fleet: Fleet, broker: Mosquitto, agents: Agents
     ) -> None:
         """With the broker stopped the agent converges as usual; back, it reports the latest.
 
@@ -183,7 +175,7 @@ class TestAgentReports:
         first convergence and a pushed commit (tens of seconds, reportInterval 2s, so many
         report intervals); nothing in the reporter depends on how long the outage is."""
         broker.stop()
-        agent = start_agent(**_config(fleet, daemon, broker))
+        agent = agents.start(**_reporting(broker))
         wait_for(
             lambda: (
                 agent.status().get("applied_revision") == fleet.head
@@ -210,11 +202,11 @@ class TestAgentReports:
         wait_for(lambda: _reported(broker, fleet.device, head), timeout=90, what="catch-up")
 
     def test_broker_restart_loses_nothing_a_new_report_does_not_restore(
-        self, fleet: Fleet, daemon: GitDaemon, broker: Mosquitto, start_agent: Start
+        self, fleet: Fleet, broker: Mosquitto, agents: Agents
     ) -> None:
         """A broker restarted without its retained store (the worst case) holds the agent's
         status and presence again after its next report; /metrics counts the loss."""
-        agent = start_agent(**_config(fleet, daemon, broker))
+        agent = agents.start(**_reporting(broker))
         wait_for(lambda: _reported(broker, fleet.device, fleet.head), timeout=120, what="report")
         broker.stop()
         for stored in broker.folder.glob("*.db"):  # persistence gone: nothing retained

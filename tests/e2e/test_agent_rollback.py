@@ -12,8 +12,7 @@ from typing import Any
 
 import docker
 import pytest
-from support.agente2e import Start, config, converged, web
-from support.gitserver import GitDaemon
+from support.agente2e import Agents
 from support.wait import wait_for
 
 from e2e.agentproc import AgentProcess, Fleet, labelled
@@ -35,14 +34,13 @@ class TestRollback:
     def test_crashing_release_rolls_back_and_is_not_retried(
         self,
         fleet: Fleet,
-        daemon: GitDaemon,
-        start_agent: Start,
+        agents: Agents,
         docker_client: docker.DockerClient,
     ) -> None:
         """The bad revision is rolled back with its reason and not retried for 3 intervals."""
         good = fleet.head
-        agent = start_agent(**config(fleet, daemon))
-        wait_for(lambda: converged(agent, good), timeout=90, what="first convergence")
+        agent = agents.start()
+        agents.converge(agent, good, what="first convergence")
 
         pushed = time.monotonic()
         bad = fleet.commit(greeting="bad", command=CRASHING)
@@ -58,7 +56,7 @@ class TestRollback:
         assert failed.get(bad)
         print(f"status reason: {status['reason']}")
         assert bad in str(status["reason"])
-        after = web(docker_client, fleet)
+        after = agents.web()
         assert after[1:] == ("running", "one")
         ids = sorted(c.id for c in labelled(docker_client, fleet.device))
 
@@ -72,7 +70,7 @@ class TestRollback:
         assert len(agent.events("update.failed")) == 1
         assert len(agent.events("rollback.started")) == 1
         assert sorted(c.id for c in labelled(docker_client, fleet.device)) == ids
-        assert web(docker_client, fleet) == after
+        assert agents.web() == after
         status = agent.status()
         assert status["counters"]["passes"].get("rolled-back") == 1
         assert status["outcome"] == "rolled-back"

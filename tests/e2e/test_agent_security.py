@@ -12,10 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
-from support.agente2e import Start, config, converged, web
-from support.gitserver import GitDaemon
+from support.agente2e import Agents
 from support.wait import wait_for
 
 from e2e.agentproc import AgentProcess, Fleet, allowed_signers, keygen
@@ -47,16 +45,14 @@ class TestSignedCommits:
     def test_unsigned_and_unknown_key_refused_before_parse_signed_applied(
         self,
         fleet: Fleet,
-        daemon: GitDaemon,
-        start_agent: Start,
-        docker_client: docker.DockerClient,
+        agents: Agents,
         keys: dict[str, Path],
     ) -> None:
         """Unsigned and unknown-key commits are refused unread; a signed one converges."""
         first = fleet.commit(greeting="signed-one", sign_with=keys["good"])
-        agent = start_agent(**config(fleet, daemon, allowedSigners=str(keys["allowed"])))
-        wait_for(lambda: converged(agent, first), timeout=90, what="signed first revision")
-        running = web(docker_client, fleet)
+        agent = agents.start(allowedSigners=str(keys["allowed"]))
+        agents.converge(agent, first, what="signed first revision")
+        running = agents.web()
         broken = {f"devices/{fleet.device}.yaml": "stacks: [app\n  labels: {{{\n"}
 
         unsigned = fleet.commit(greeting="unsigned", extra=broken)
@@ -74,13 +70,13 @@ class TestSignedCommits:
         assert "yaml" not in str(status["reason"]).lower()
         assert not checkout_of(agent, unknown).exists()
         assert status["applied_revision"] == first
-        assert web(docker_client, fleet) == running
+        assert agents.web() == running
 
         pushed = time.monotonic()
         signed = fleet.commit(greeting="signed-two", sign_with=keys["good"])
-        wait_for(lambda: converged(agent, signed), timeout=90, what="signed second revision")
+        agents.converge(agent, signed, what="signed second revision")
         print(f"signed push -> converged: {time.monotonic() - pushed:.1f}s")
-        assert web(docker_client, fleet)[1:] == ("running", "signed-two")
+        assert agents.web()[1:] == ("running", "signed-two")
         assert not checkout_of(agent, unsigned).exists()
 
 
@@ -90,17 +86,15 @@ class TestAntiRollback:
     def test_force_push_to_an_older_commit_is_refused(
         self,
         fleet: Fleet,
-        daemon: GitDaemon,
-        start_agent: Start,
-        docker_client: docker.DockerClient,
+        agents: Agents,
     ) -> None:
         """A force-push back to an older commit is refused and the device keeps running."""
         older = fleet.head
-        agent = start_agent(**config(fleet, daemon))
-        wait_for(lambda: converged(agent, older), timeout=90, what="first convergence")
+        agent = agents.start()
+        agents.converge(agent, older, what="first convergence")
         newer = fleet.commit(greeting="newer")
-        wait_for(lambda: converged(agent, newer), timeout=90, what="second convergence")
-        running = web(docker_client, fleet)
+        agents.converge(agent, newer, what="second convergence")
+        running = agents.web()
 
         fleet.rewind(older)
         status = wait_for(lambda: rejected(agent, older), timeout=30, what="rewind refused")
@@ -108,5 +102,5 @@ class TestAntiRollback:
         assert "moved backwards" in str(status["reason"])
         assert status["applied_revision"] == newer
         assert status["last_fetch_error"] is None
-        assert web(docker_client, fleet) == running
-        assert web(docker_client, fleet)[2] == "newer"
+        assert agents.web() == running
+        assert agents.web()[2] == "newer"

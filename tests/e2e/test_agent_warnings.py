@@ -9,9 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from support.agente2e import Start, config, converged
+from support.agente2e import Agents
 from support.gitserver import GitDaemon
-from support.wait import wait_for
 
 from e2e.agentproc import AgentProcess, Fleet
 
@@ -29,10 +28,10 @@ def status_cli(agent: AgentProcess, *extra: str) -> subprocess.CompletedProcess[
 class TestUnsignedAndUnrestricted:
     """The warning is in the log, status.json and both forms of `fleetgate status`."""
 
-    def test_warned_everywhere(self, fleet: Fleet, daemon: GitDaemon, start_agent: Start) -> None:
+    def test_warned_everywhere(self, fleet: Fleet, daemon: GitDaemon, agents: Agents) -> None:
         """No allowedSigners, no policy: log event, status field, WARNING line."""
-        agent = start_agent(**config(fleet, daemon))
-        wait_for(lambda: converged(agent, fleet.head), timeout=90, what="convergence")
+        agent = agents.start()
+        agents.converge(agent, fleet.head, what="convergence")
         (event,) = agent.events("agent.config_warning")
         assert event["level"] == "warning"
         assert event["warning"].startswith("unsigned-and-unrestricted: ")
@@ -42,12 +41,10 @@ class TestUnsignedAndUnrestricted:
         assert f"whoever can push to {daemon.url(fleet.name)}" in data["warnings"][0]
         assert "WARNING     unsigned-and-unrestricted" in status_cli(agent).stdout
 
-    def test_local_policy_silences_it(
-        self, fleet: Fleet, daemon: GitDaemon, start_agent: Start
-    ) -> None:
+    def test_local_policy_silences_it(self, fleet: Fleet, agents: Agents) -> None:
         """With a local policy there is no warning anywhere."""
-        agent = start_agent(**config(fleet, daemon, policy={"privileged": False}))
-        wait_for(lambda: converged(agent, fleet.head), timeout=90, what="convergence")
+        agent = agents.start(policy={"privileged": False})
+        agents.converge(agent, fleet.head, what="convergence")
         assert agent.events("agent.config_warning") == []
         assert json.loads(status_cli(agent, "--output", "json").stdout)["warnings"] == []
         assert "WARNING" not in status_cli(agent).stdout

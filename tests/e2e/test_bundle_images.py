@@ -15,7 +15,6 @@ import json
 import subprocess
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import docker
 import docker.errors
 import pytest
 from support.agente2e import BUNDLE_NOW as NOW
-from support.agente2e import Start, converged, refused, web
+from support.agente2e import Agents, Start
 from support.airgap import layered, rewrite
 from support.engine import ImageBuilder
 from support.wait import wait_for
@@ -34,6 +33,19 @@ from reconciler.source.bundle import BUNDLE_REPO, create_bundle
 from reconciler.source.bundletar import read_manifest
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture
+def fleet(
+    served: Path,
+    device_id: str,
+    test_run_id: str,
+    docker_client: docker.DockerClient,
+    image_builder: ImageBuilder,
+) -> Fleet:
+    """The served fleet, on a layered image (its layers go into the bundle)."""
+    image = layered(docker_client, image_builder, "ag-e2e")
+    return Fleet(served / "fleet", device_id, image, test_run_id)
 
 
 def present(client: docker.DockerClient, ref: str) -> bool:
@@ -70,17 +82,15 @@ def arm64_bundle(
 class TestStickWithImages:
     def test_stick_converges_reports_back_and_bad_sticks_change_nothing(  # noqa: PLR0917
         self,
-        served: Path,
-        device_id: str,
-        test_run_id: str,
+        fleet: Fleet,
+        agents: Agents,
         start_agent: Start,
         docker_client: docker.DockerClient,
         image_builder: ImageBuilder,
         tmp_path: Path,
     ) -> None:
         """Revision + image from the stick run; status on the stick; bad sticks refused."""
-        image = layered(docker_client, image_builder, "ag-e2e")
-        fleet = Fleet(served / "fleet", device_id, image, test_run_id)
+        image = fleet.image
         release = keygen(tmp_path / "release")
         allowed = allowed_signers(tmp_path / "allowed_signers", release)
         head = fleet.commit(greeting="from-the-stick", sign_with=release)
@@ -98,9 +108,9 @@ class TestStickWithImages:
         wait_for(lambda: agent.status().get("heartbeat_at"), timeout=30, what="a first status")
         dropped = time.monotonic()
         (usb / bundle.name).write_bytes(bundle.read_bytes())
-        wait_for(lambda: converged(agent, head), timeout=120, what="converged from the stick")
+        agents.converge(agent, head, what="converged from the stick", timeout=120)
         print(f"\nstick dropped -> converged (image loaded): {time.monotonic() - dropped:.1f}s")
-        running = web(docker_client, fleet)
+        running = agents.web()
         assert running[1:] == ("running", "from-the-stick")
         assert present(docker_client, image)
 
@@ -144,11 +154,11 @@ class TestStickWithImages:
         ]  # fmt: skip
         for name, file, why in cases:
             (usb / name).write_bytes(file.read_bytes())
-            status = wait_for(partial(refused, agent, name), timeout=30, what=f"{name} refused")
+            status = agents.refusal(agent, name)
             print(f"{name}: refused: {status['reason']}")
             assert why in str(status["reason"])
             assert status["applied_revision"] == head
-            assert web(docker_client, fleet) == running
+            assert agents.web() == running
             assert not present(docker_client, second)
             assert not present(docker_client, image_builder.tag("ag-e2e-arm64"))
         # The technician at the stick reads why the last one was refused.

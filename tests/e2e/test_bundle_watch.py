@@ -12,12 +12,11 @@ import shutil
 import tarfile
 import time
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 
 import docker
 import pytest
-from support.agente2e import BUNDLE_NOW, Start, converged, refused, web
+from support.agente2e import BUNDLE_NOW, Agents, Start
 from support.gitserver import git
 from support.wait import wait_for
 
@@ -64,6 +63,7 @@ class TestBundleWatch:
     def test_signed_bundle_converges_and_bad_bundles_are_refused(
         self,
         fleet: Fleet,
+        agents: Agents,
         start_agent: Start,
         docker_client: docker.DockerClient,
         tmp_path: Path,
@@ -91,13 +91,13 @@ class TestBundleWatch:
         assert not labelled(docker_client, fleet.device)
 
         dropped = bundles.drop(bundles.make("1-first.fgb", release))
-        wait_for(lambda: converged(agent, first), timeout=90, what="first bundle converged")
+        agents.converge(agent, first, what="first bundle converged")
         print(f"\nbundle dropped -> converged (first deploy): {time.monotonic() - dropped:.1f}s")
         second = fleet.commit(greeting="bundle-two", sign_with=release)
         dropped = bundles.drop(bundles.make("2-second.fgb", release))
-        wait_for(lambda: converged(agent, second), timeout=90, what="second bundle converged")
+        agents.converge(agent, second, what="second bundle converged")
         print(f"bundle dropped -> converged (update): {time.monotonic() - dropped:.1f}s")
-        running = web(docker_client, fleet)
+        running = agents.web()
         assert running[1:] == ("running", "bundle-two")
 
         fleet.commit(greeting="never", sign_with=release)
@@ -110,11 +110,11 @@ class TestBundleWatch:
         for minute, (name, key, ref, cut, why) in enumerate(cases, start=1):
             bundle = bundles.make(name, key, ref=ref, minute=minute)
             dropped = bundles.drop(bundle, truncate=cut)
-            status = wait_for(partial(refused, agent, name), timeout=30, what=f"{name} refused")
+            status = agents.refusal(agent, name)
             print(f"{name}: refused after {time.monotonic() - dropped:.1f}s: {status['reason']}")
             assert why in str(status["reason"])
             assert status["applied_revision"] == second
             assert status["desired_revision"] == second
-            assert web(docker_client, fleet) == running
+            assert agents.web() == running
         assert len(agent.events("bundle.imported")) == 2
         assert len(agent.events("bundle.refused")) == len(cases)

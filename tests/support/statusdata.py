@@ -21,6 +21,7 @@ from reconciler.report.status import (
     Tally,
     build_status,
 )
+from reconciler.stages import Stage
 
 NOW = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
 
@@ -83,7 +84,7 @@ def last_pass() -> PassResult:
         device="press-01",
         outcome="rolled-back",
         reason=f"revision {BAD} failed: password {SECRET} refused; rolled back to {GOOD}",
-        stage="rollback",
+        stage=Stage.ROLLBACK,
         revision=BAD,
         applied_revision=GOOD,
         last_good_revision=GOOD,
