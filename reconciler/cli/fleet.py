@@ -21,6 +21,7 @@ from typing import Any
 from reconciler.cli import EXIT_OK, add_output_flag, add_repo_flags, checkout_repo
 from reconciler.cli.output import emit
 from reconciler.errors import SourceError, UsageError
+from reconciler.fleet import labelcache
 from reconciler.fleet.collect import read_folder
 from reconciler.fleet.devices import fleet_devices
 from reconciler.fleet.reports import Report, reports_from_messages, shown
@@ -119,7 +120,7 @@ def repository_fleet(
     """The devices (id → labels), the head commit and the rollout (waves) of the repository."""
     checkout = checkout_repo(repo, ref)
     tree = RepoTree(checkout.root)
-    devices, problems = fleet_devices(tree)
+    devices, problems = fleet_devices(tree, labelcache.cache_file())
     for problem in problems:
         print(f"fleetgate: warning: {problem}", file=sys.stderr)
     return devices, checkout.revision, read_rollout(tree)[0]

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler.errors import ManifestError
+from reconciler.fleet import labelcache
 from reconciler.fleet.reports import DEVICE_ID, shown
 from reconciler.manifests.repository import text_map
 from reconciler.manifests.tree import RepoTree, TreeEscape
@@ -52,22 +53,26 @@ class _NotAFile(Exception):
     pass
 
 
-def _labels(
-    tree: RepoTree, path: str, entry: os.DirEntry[str] | None
-) -> tuple[dict[str, str], str]:
+def _content(tree: RepoTree, path: str, entry: os.DirEntry[str] | None) -> bytes | str:
+    """The bytes of a device file, or one problem line."""
+    try:
+        return _read(tree, path, entry)
+    except _TooLarge:
+        return f"{path}: larger than {MAX_MANIFEST_BYTES} bytes"
+    except _NotAFile:
+        return f"{path}: not a regular file"
+    except TreeEscape:
+        return f"{path}: a symlink leading outside the repository"
+    except OSError as e:
+        return f"{path}: cannot read: {e.strerror}"
+
+
+def _labels(path: str, data: bytes) -> tuple[dict[str, str], str]:
     """The labels of one device file, or none and one problem line."""
     try:
-        document = parse_yaml(_read(tree, path, entry), path)
-    except _TooLarge:
-        return {}, f"{path}: larger than {MAX_MANIFEST_BYTES} bytes"
-    except _NotAFile:
-        return {}, f"{path}: not a regular file"
-    except TreeEscape:
-        return {}, f"{path}: a symlink leading outside the repository"
+        document = parse_yaml(data, path)
     except ManifestError as e:
         return {}, str(e.findings[0]) if e.findings else f"{path}: not readable YAML"
-    except OSError as e:
-        return {}, f"{path}: cannot read: {e.strerror}"
     if document is None:
         return {}, ""
     if not isinstance(document, Mapping):
@@ -90,10 +95,14 @@ def _entries(tree: RepoTree) -> dict[str, os.DirEntry[str]]:
         return {}
 
 
-def fleet_devices(tree: RepoTree) -> tuple[dict[str, dict[str, str]], tuple[str, ...]]:
+def fleet_devices(
+    tree: RepoTree, cache: Path | None = None
+) -> tuple[dict[str, dict[str, str]], tuple[str, ...]]:
     """``{device id: labels}`` of ``devices/*.yaml`` and one problem line per bad file
     (such a device is listed without labels; a file name that is no device id is skipped).
-    A large fleet's files are parsed by forked workers (:mod:`reconciler.workers`)."""
+    With ``cache`` (:mod:`reconciler.fleet.labelcache`), a file read before with the same
+    bytes is not parsed again; the others are parsed by forked workers
+    (:mod:`reconciler.workers`) when there are many."""
     problems: list[str] = []
     entries = _entries(tree)
     files: dict[str, str] = {}
@@ -108,12 +117,30 @@ def fleet_devices(tree: RepoTree) -> tuple[dict[str, dict[str, str]], tuple[str,
             problems.append(f"{path}: a second file for device {stem!r}; skipped")
         else:
             files[stem] = name
-    read = map_forked(
-        lambda item: _labels(tree, f"devices/{item[1]}", entries.get(item[1])),
-        list(files.items()),
-    )
+    known = labelcache.load(cache) if cache is not None else {}
+    found: dict[str, tuple[dict[str, str], str]] = {}
+    digests: dict[str, str] = {}
+    parse: list[tuple[str, str, bytes]] = []  # (device, path, bytes) not in the cache
+    for device, name in files.items():
+        path = f"devices/{name}"
+        data = _content(tree, path, entries.get(name))
+        if isinstance(data, str):
+            found[device] = {}, data
+            continue
+        key = digests[device] = labelcache.digest(data)
+        labels = known.get(key)
+        if labels is not None:
+            found[device] = dict(labels), ""
+        else:
+            parse.append((device, path, data))
+    parsed = map_forked(lambda item: _labels(item[1], item[2]), parse)
+    found.update((item[0], result) for item, result in zip(parse, parsed, strict=True))
+    if cache is not None and parse:
+        fresh = {digests[d]: found[d][0] for d in digests if not found[d][1]}
+        labelcache.save(cache, fresh, known)
     devices: dict[str, dict[str, str]] = {}
-    for device, (labels, problem) in zip(files, read, strict=True):
+    for device in files:
+        labels, problem = found[device]
         devices[device] = labels
         if problem:
             problems.append(
