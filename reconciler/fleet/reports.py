@@ -39,6 +39,34 @@ class Report:
     status: Mapping[str, Any] | None = None
     online: bool | None = None  # None: not known (status files carry no presence)
     received_at: datetime | None = None  # when the file was written (status files only)
+    text: str | None = None  # the status as received, when it can be shown as it is
+
+
+class _KeyTwice(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it gives a key twice (parsers disagree on which wins;
+    a report is shown as it was received, so it must mean one thing)."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _KeyTwice(key)
+            seen.add(key)
+    return document
+
+
+def plain_text(payload: bytes) -> str | None:
+    """``payload`` as text when it can be printed as it is inside the fleet document:
+    ASCII with no control character, so on one line (else ``None``: it is re-encoded)."""
+    if not payload.isascii() or b"\n" in payload or b"\r" in payload:
+        return None
+    if b"\t" in payload or b"\x7f" in payload:
+        return None
+    return payload.decode("ascii")
 
 
 def shown(text: str, limit: int = 80) -> str:
@@ -52,7 +80,9 @@ def parse_status(device: str, payload: bytes, where: str) -> tuple[Mapping[str, 
     if len(payload) > MAX_REPORT:
         return None, f"{where}: larger than {MAX_REPORT} bytes; not a status, ignored"
     try:
-        document = json.loads(payload)
+        document = json.loads(payload, object_pairs_hook=_unique)
+    except _KeyTwice as e:
+        return None, f"{where}: the key {shown(str(e), 64)!r} is given twice; ignored"
     except UnicodeDecodeError:
         return None, f"{where}: not UTF-8 text; ignored"
     except json.JSONDecodeError as e:
@@ -112,6 +142,7 @@ def reports_from_messages(
     """``{prefix}/{device}/status|online`` retained messages as reports, plus problems."""
     statuses: dict[str, Mapping[str, Any] | None] = {}
     online: dict[str, bool | None] = {}
+    texts: dict[str, str | None] = {}
     problems: list[str] = []
     for topic in sorted(messages):
         rest = topic[len(prefix) + 1 :] if topic.startswith(prefix + "/") else ""
@@ -130,5 +161,10 @@ def reports_from_messages(
         statuses[device] = document
         if problem:
             problems.append(problem)
-    reports = {d: Report(d, statuses.get(d), online.get(d)) for d in sorted({*statuses, *online})}
+        else:
+            texts[device] = plain_text(payload)
+    reports = {
+        d: Report(d, statuses.get(d), online.get(d), None, texts.get(d))
+        for d in sorted({*statuses, *online})
+    }
     return reports, tuple(problems)
