@@ -177,13 +177,6 @@ class TestTable:
 
 
 class TestMessages:
-    def test_a_status_giving_a_key_twice_is_refused(self) -> None:
-        """A report with a key twice (which one wins differs by parser) is dropped."""
-        payload = b'{"device": "other", "outcome": "succeeded", "device": "d1"}'
-        reports, problems = reports_from_messages({"fleetgate/d1/status": payload}, "fleetgate")
-        assert reports["d1"].status is None
-        assert problems == ("topic fleetgate/d1/status: the key 'device' is given twice; ignored",)
-
     def test_retained_messages_become_reports(self) -> None:
         """status and online topics join per device; junk topics are one problem each."""
         messages = {
