@@ -83,25 +83,6 @@ def _labels(path: str, data: bytes) -> tuple[dict[str, str], str]:
     return text_map(labels), ""
 
 
-def _device(
-    tree: RepoTree,
-    path: str,
-    entry: os.DirEntry[str] | None,
-    known: Mapping[str, Mapping[str, str]],
-) -> tuple[dict[str, str], str, str | None, bool]:
-    """(labels, problem, digest to cache the labels under or None, whether it was parsed)
-    of one device file: from the cache when its bytes were read before."""
-    data = _content(tree, path, entry)
-    if isinstance(data, str):
-        return {}, data, None, False
-    key = labelcache.digest(data)
-    cached = known.get(key)
-    if cached is not None:
-        return dict(cached), "", key, False
-    labels, problem = _labels(path, data)
-    return labels, problem, None if problem else key, True
-
-
 def _entries(tree: RepoTree) -> dict[str, os.DirEntry[str]]:
     """The entries of ``devices/`` when it is a real folder inside the tree (else none:
     every file then goes through the tree's checks)."""
@@ -120,9 +101,8 @@ def fleet_devices(
     """``{device id: labels}`` of ``devices/*.yaml`` and one problem line per bad file
     (such a device is listed without labels; a file name that is no device id is skipped).
     With ``cache`` (:mod:`reconciler.fleet.labelcache`), a file read before with the same
-    bytes is not parsed again. A large fleet's files are read (and parsed when not cached)
-    by forked workers (:mod:`reconciler.workers`): in this process, 10,000 reads fought the
-    MQTT reader's thread for the interpreter lock."""
+    bytes is not parsed again; many files that are not are parsed by forked workers
+    (:mod:`reconciler.workers`)."""
     problems: list[str] = []
     entries = _entries(tree)
     files: dict[str, str] = {}
@@ -138,15 +118,31 @@ def fleet_devices(
         else:
             files[stem] = name
     known = labelcache.load(cache) if cache is not None else {}
-    found = map_forked(
-        lambda item: _device(tree, f"devices/{item[1]}", entries.get(item[1]), known),
-        list(files.items()),
-    )
-    if cache is not None and any(parsed for _, _, _, parsed in found):
-        fresh = {key: labels for labels, _, key, _ in found if key is not None}
+    found: dict[str, tuple[dict[str, str], str]] = {}
+    fresh: dict[str, Mapping[str, str]] = {}
+    parse: list[tuple[str, str, bytes, str]] = []  # (device, path, bytes, digest): not cached
+    for device, name in files.items():
+        path = f"devices/{name}"
+        data = _content(tree, path, entries.get(name))
+        if isinstance(data, str):
+            found[device] = {}, data
+            continue
+        key = labelcache.digest(data)
+        cached = known.get(key)
+        if cached is None:
+            parse.append((device, path, data, key))
+        else:
+            found[device], fresh[key] = (dict(cached), ""), cached
+    parsed = map_forked(lambda item: _labels(item[1], item[2]), parse)
+    for (device, _, _, key), (labels, problem) in zip(parse, parsed, strict=True):
+        found[device] = labels, problem
+        if not problem:
+            fresh[key] = labels
+    if cache is not None and parse:
         labelcache.save(cache, fresh, known)
     devices: dict[str, dict[str, str]] = {}
-    for device, (labels, problem, _, _) in zip(files, found, strict=True):
+    for device in files:
+        labels, problem = found[device]
         devices[device] = labels
         if problem:
             problems.append(
