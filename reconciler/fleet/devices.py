@@ -31,10 +31,10 @@ def _read(tree: RepoTree, path: str, entry: os.DirEntry[str] | None) -> bytes:
     if entry is not None and not entry.is_symlink():
         if not entry.is_file(follow_symlinks=False):
             raise _NotAFile
-        if entry.stat().st_size > MAX_MANIFEST_BYTES:
+        size = entry.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
             raise _TooLarge
-        with Path(entry.path).open("rb") as handle:
-            return handle.read()
+        return _read_path(entry.path, size)
     kind = tree.kind(path)
     if kind == "outside":
         raise TreeEscape(path)
@@ -43,6 +43,23 @@ def _read(tree: RepoTree, path: str, entry: os.DirEntry[str] | None) -> bytes:
     if tree.size(path) > MAX_MANIFEST_BYTES:
         raise _TooLarge
     return tree.read_bytes(path)
+
+
+def _read_path(path: str, size: int) -> bytes:
+    """The bytes of ``path`` (about ``size`` long), at most ``MAX_MANIFEST_BYTES``; plain
+    ``os`` calls, as a ``Path`` per file was half the time of reading 10,000 cached ones."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        parts: list[bytes] = []
+        total = 0
+        while chunk := os.read(descriptor, size + 1 if not parts else 65536):
+            total += len(chunk)
+            if total > MAX_MANIFEST_BYTES:
+                raise _TooLarge
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(descriptor)
 
 
 class _TooLarge(Exception):
@@ -128,11 +145,11 @@ def fleet_devices(
             found[device] = {}, data
             continue
         key = labelcache.digest(data)
-        cached = known.get(key)
+        cached = labelcache.labels_of(known.get(key))
         if cached is None:
             parse.append((device, path, data, key))
         else:
-            found[device], fresh[key] = (dict(cached), ""), cached
+            found[device], fresh[key] = (cached, ""), cached
     parsed = map_forked(lambda item: _labels(item[1], item[2]), parse)
     for (device, _, _, key), (labels, problem) in zip(parse, parsed, strict=True):
         found[device] = labels, problem

@@ -21,6 +21,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from reconciler import __version__
 
@@ -39,16 +40,18 @@ def cache_file() -> Path:
     return Path(base) / "fleetgate" / "fleet-labels.json"
 
 
-def _labels(value: object) -> dict[str, str] | None:
+def labels_of(value: object) -> dict[str, str] | None:
+    """A cache entry's labels (a copy), or ``None`` when it is not ``str -> str``."""
     if not isinstance(value, dict):
         return None
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         return None
-    return value
+    return dict(value)
 
 
-def load(path: Path) -> dict[str, dict[str, str]]:
-    """``{digest: labels}`` from ``path``; empty when it is missing or not a cache."""
+def load(path: Path) -> dict[str, Any]:
+    """``{digest: labels}`` from ``path``; empty when it is missing or not a cache. An
+    entry is checked when used (:func:`labels_of`), not all 10,000 on every load."""
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_BYTES + 1)
@@ -58,18 +61,11 @@ def load(path: Path) -> dict[str, dict[str, str]]:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         return {}
     entries = document.get("labels")
-    if not isinstance(entries, dict):
-        return {}
-    found: dict[str, dict[str, str]] = {}
-    for key, value in entries.items():
-        labels = _labels(value)
-        if labels is not None:
-            found[key] = labels
-    return found
+    return entries if isinstance(entries, dict) else {}
 
 
 def save(
-    path: Path, fresh: Mapping[str, Mapping[str, str]], old: Mapping[str, Mapping[str, str]]
+    path: Path, fresh: Mapping[str, Mapping[str, str]], old: Mapping[str, Any]
 ) -> None:
     """Write ``fresh`` (this run's files) and as many ``old`` entries as fit, atomically
     (a temporary file renamed over the cache); any failure leaves the cache as it was."""
