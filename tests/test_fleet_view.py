@@ -135,9 +135,9 @@ class TestBuildView:
             if r.status is not None
         }
         payloads["fleetgate/d3/status"] = json.dumps(REPORTS["d3"].status, indent=1).encode()
-        payloads["fleetgate/d2/status"] = json.dumps(REPORTS["d2"].status).replace(
-            '"waiting"', '"waiting \\u00e9"'
-        ).encode()
+        payloads["fleetgate/d2/status"] = (
+            json.dumps(REPORTS["d2"].status).replace('"waiting"', '"waiting \\u00e9"').encode()
+        )
         reports, problems = reports_from_messages(payloads, "fleetgate")
         assert problems == ()
         assert reports["d1"].text is not None

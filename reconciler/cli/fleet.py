@@ -171,9 +171,7 @@ def collect(
 
 def read_reports(
     args: argparse.Namespace,
-) -> tuple[
-    dict[str, dict[str, str]], str | None, Rollout, Mapping[str, Report], tuple[str, ...]
-]:
+) -> tuple[dict[str, dict[str, str]], str | None, Rollout, Mapping[str, Report], tuple[str, ...]]:
     """The repository's devices and head, and the reports: from the folder, or from the
     broker. The repository is read first: with the labels cached that is a tenth of a
     second, and reading 10,000 files while the broker's burst arrived made the two

@@ -64,9 +64,7 @@ def load(path: Path) -> dict[str, Any]:
     return entries if isinstance(entries, dict) else {}
 
 
-def save(
-    path: Path, fresh: Mapping[str, Mapping[str, str]], old: Mapping[str, Any]
-) -> None:
+def save(path: Path, fresh: Mapping[str, Mapping[str, str]], old: Mapping[str, Any]) -> None:
     """Write ``fresh`` (this run's files) and as many ``old`` entries as fit, atomically
     (a temporary file renamed over the cache); any failure leaves the cache as it was."""
     entries = dict(fresh)

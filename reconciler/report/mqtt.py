@@ -1,4 +1,5 @@
-"""MQTT adapter (the only home of paho-mqtt): the agent's reporter and the fleet's reader.
+"""MQTT adapter (with ``mqttread``, the only home of paho-mqtt): the agent's reporter and
+the fleet's reader.
 
 Topics (DESIGN.md §6), prefix ``reportTopic``:
 
@@ -28,12 +29,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from reconciler.errors import FleetgateError
 from reconciler.report.broker import DEFAULT_INTERVAL, DEFAULT_TOPIC, Broker, ReportStats
+from reconciler.report.mqttread import ReaderClient
 from reconciler.report.status import Status
 
 KEEPALIVE = 30
 BATCH = 300  # devices whose status one SUBSCRIBE asks for (see FleetSubscription.load)
 SETTLE = 0.05  # s of silence after the end marker before the retained messages are read
-DRAIN = 1000  # packets the reader takes from its buffer between two turns of paho's loop
 _MAX_QUEUED = 8  # paho's own outgoing queue: a bound, never a backlog of old statuses
 
 
@@ -55,58 +56,6 @@ def _client(broker: Broker, client_id: str, kind: type[paho.Client] = paho.Clien
     client.max_queued_messages_set(_MAX_QUEUED)
     client.reconnect_delay_set(1, 60)
     return client
-
-
-class _BufferedSocket:
-    """A socket whose ``recv`` serves paho from one large read.
-
-    paho reads a packet with three or more ``recv`` calls (type, length, body) and goes
-    back to ``select`` after each packet; 10,000 retained statuses were 40,000 system
-    calls and 10,000 trips through its loop. Reading ``CHUNK`` bytes at once and telling
-    paho, through ``pending()`` (the method it asks an SSL socket for bytes it already
-    decrypted), that bytes are waiting lets it read packet after packet from memory.
-    Everything else goes to the wrapped socket.
-    """
-
-    CHUNK = 256 * 1024
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._buffer = b""
-        self._at = 0
-
-    def recv(self, size: int) -> bytes:
-        if self._at >= len(self._buffer):
-            self._buffer, self._at = self._sock.recv(max(size, self.CHUNK)), 0
-            if not self._buffer:
-                return b""  # the connection was closed
-        out = self._buffer[self._at : self._at + size]
-        self._at += len(out)
-        return out
-
-    def pending(self) -> int:
-        inner = getattr(self._sock, "pending", None)
-        return len(self._buffer) - self._at + (inner() if inner is not None else 0)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-class _ReaderClient(paho.Client):
-    """paho's client reading through a :class:`_BufferedSocket` (the fleet's reader), and
-    reading every packet already in the buffer before it goes back to ``select``."""
-
-    def _create_socket(self) -> Any:
-        return _BufferedSocket(super()._create_socket())
-
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        for _ in range(DRAIN):
-            sock: Any = self._sock
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or sock is None or not sock.pending():
-                break
-            rc = super().loop_read(1)
-        return rc
 
 
 def _failed(reason: Any) -> bool:
@@ -282,7 +231,7 @@ class FleetSubscription:
         self.version = 0
         self._asked: set[str] = set()  # devices whose status was asked for (load, prefetch)
         self._prefetch: threading.Thread | None = None
-        self._client = _client(broker, "", _ReaderClient)
+        self._client = _client(broker, "", ReaderClient)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
