@@ -8,7 +8,9 @@ configuration, in a temporary folder), a fleet folder with ``--devices`` device 
 Measured, printed in one run:
 
 1. ``fleetgate fleet status --broker URL --repo DIR --output json`` as a subprocess: wall
-   time and the child's peak RSS (``ru_maxrss``), and that it listed every device.
+   time, CPU (with its workers) and the child's peak RSS (``ru_maxrss``), and that it
+   listed every device; first with an empty label cache (every device file parsed), then
+   ``--runs`` times with the labels cached (:mod:`reconciler.fleet.labelcache`).
 2. ``fleetgate fleet serve``: the latency of ``GET /api/fleet`` (median and max of
    ``--requests`` requests) once the subscription holds every retained message.
 3. The page in headless Chromium (Debian ``chromium``): real time from navigation to the
@@ -19,7 +21,7 @@ Measured, printed in one run:
    ``git daemon`` and smart HTTP, server CPU per poll and polls/s per core, next to a
    ``git fetch`` and a fresh clone per poll.
 
-    .venv/bin/python bench/fleet.py [--devices 10000] [--requests 10] [--polls 1000]
+    .venv/bin/python bench/fleet.py [--devices 10000] [--requests 10] [--polls 1000] [--runs 2]
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ def fleet_repo(folder: Path, devices: int) -> Path:
     (repo / "stacks/s/compose.yaml").write_text("services:\n  x:\n    image: x\n")
     for n in range(devices):
         site = f"site-{n % 40:02d}"
-        (repo / f"devices/dev-{n:05d}.yaml").write_text(f"labels: {{site: {site}}}\nstacks: [s]\n")
+        labels = f"{{site: {site}, serial: sn-{n:05d}}}"  # every file differs, as in a fleet
+        (repo / f"devices/dev-{n:05d}.yaml").write_text(f"labels: {labels}\nstacks: [s]\n")
     return repo
 
 
@@ -145,7 +148,8 @@ def seed(port: int, devices: int) -> tuple[float, int]:
     return time.monotonic() - started, size
 
 
-def fleet_status(port: int, repo: Path, devices: int) -> None:
+def fleet_status(port: int, repo: Path, devices: int, cache: Path, label: str) -> None:
+    """One ``fleet status -o json`` run with ``cache`` as its ``XDG_CACHE_HOME``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run(
@@ -165,6 +169,7 @@ def fleet_status(port: int, repo: Path, devices: int) -> None:
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "XDG_CACHE_HOME": str(cache)},
     )
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -175,7 +180,7 @@ def fleet_status(port: int, repo: Path, devices: int) -> None:
     document = json.loads(done.stdout)
     reported = document["summary"]["reported"]
     print(
-        f"fleet status: {wall:.2f} s wall, {cpu:.2f} s CPU (with its workers), "
+        f"fleet status ({label}): {wall:.2f} s wall, {cpu:.2f} s CPU (with its workers), "
         f"peak RSS {rss:.0f} MiB, "
         f"{len(document['devices'])} devices, {reported} reported (of {devices})"
     )
@@ -277,6 +282,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=10)
     parser.add_argument("--polls", type=int, default=1000)
     parser.add_argument("--clones", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=2, help="fleet status runs, labels cached")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleetgate-bench-fleet-") as tmp:
         folder = Path(tmp)
@@ -291,10 +297,15 @@ def main() -> int:
                 f"{took:.1f} s; broker CPU {cpu:.2f} s = {cpu / args.devices * 1000:.3f} ms "
                 "per device's status + online publish (QoS 1, retained)"
             )
+            print(f"load average before fleet status: {os.getloadavg()[0]:.1f}")
             cpu = cpu_seconds(broker.pid)[0]
-            fleet_status(port, repo, args.devices)
+            cache = folder / "cache"  # first run: no labels cached yet; then from the cache
+            fleet_status(port, repo, args.devices, cache, "first run, labels parsed")
             cpu = cpu_seconds(broker.pid)[0] - cpu
             print(f"  broker CPU to hand one reader every retained message: {cpu:.2f} s")
+            for run in range(args.runs):
+                fleet_status(port, repo, args.devices, cache, f"labels cached, run {run + 1}")
+            print(f"load average after fleet status: {os.getloadavg()[0]:.1f}")
             serve(port, repo, args.requests)
         finally:
             broker.terminate()

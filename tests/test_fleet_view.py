@@ -11,6 +11,7 @@ from reconciler.fleet.view import (
     PAGE_STATUS_FIELDS,
     build_view,
     dumps_document,
+    dumps_view,
     filter_view,
     page_document,
     summary,
@@ -124,6 +125,31 @@ class TestBuildView:
             assert f"    {json.dumps(row, sort_keys=True)}," in lines or (
                 f"    {json.dumps(row, sort_keys=True)}" in lines
             )
+
+    def test_printed_view_reuses_status_texts_and_is_the_same_text(self) -> None:
+        """Statuses received as plain one-line JSON are printed as received: the output is
+        the text the re-encoded document gives, and a report's own spacing stays."""
+        payloads = {
+            f"fleetgate/{d}/status": json.dumps(r.status, sort_keys=True).encode()
+            for d, r in REPORTS.items()
+            if r.status is not None
+        }
+        payloads["fleetgate/d3/status"] = json.dumps(REPORTS["d3"].status, indent=1).encode()
+        payloads["fleetgate/d2/status"] = (
+            json.dumps(REPORTS["d2"].status).replace('"waiting"', '"waiting \\u00e9"').encode()
+        )
+        reports, problems = reports_from_messages(payloads, "fleetgate")
+        assert problems == ()
+        assert reports["d1"].text is not None
+        assert reports["d2"].text is not None  # escaped non-ASCII stays plain text
+        assert reports["d3"].text is None  # several lines: re-encoded on one
+        view = build_view(DEVICES, reports, head=HEAD, now=NOW)
+        extra = {"waves": []}
+        assert json.loads(dumps_view(view, extra)) == {**to_json(view), **extra}
+        d2 = next(r for r in view.devices if r.device == "d2")
+        assert d2.status_text is not None and d2.status_text in dumps_view(view, extra)
+        same = build_view(DEVICES, {**reports, "d2": REPORTS["d2"]}, head=HEAD, now=NOW)
+        assert dumps_view(same, extra) == dumps_document({**to_json(same), **extra})
 
     def test_page_document_keeps_only_what_the_page_shows(self) -> None:
         """/api/fleet/page is the document with each status cut to the page's fields."""

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.errors import UsageError
-from reconciler.fleet.reports import DEVICE_ID, MAX_REPORT, Report, parse_status, shown
+from reconciler.fleet.reports import (
+    DEVICE_ID,
+    MAX_REPORT,
+    Report,
+    parse_status,
+    plain_text,
+    shown,
+)
 
 
 def read_folder(folder: Path) -> tuple[dict[str, Report], tuple[str, ...]]:
@@ -42,5 +49,6 @@ def read_folder(folder: Path) -> tuple[dict[str, Report], tuple[str, ...]]:
         document, problem = parse_status(device, payload, where)
         if problem:
             problems.append(problem)
-        reports[device] = Report(device, document, None, written if document else None)
+        text = plain_text(payload) if document else None
+        reports[device] = Report(device, document, None, written if document else None, text)
     return reports, tuple(problems)

@@ -40,6 +40,20 @@ class Report:
     status: Mapping[str, Any] | None = None
     online: bool | None = None  # None: not known (status files carry no presence)
     received_at: datetime | None = None  # when the file was written (status files only)
+    text: str | None = None  # the status as received, when it can be shown as it is
+
+
+def plain_text(payload: bytes) -> str | None:
+    """``payload`` as text when it can be printed as it is inside the fleet document:
+    ASCII with no control character, so on one line (else ``None``: it is re-encoded).
+    A key given twice stays twice, as the device sent it; fleetgate judged the last one,
+    as ``jq``, Python and JavaScript read it (refusing such reports through a hook on
+    every JSON object cost about what reusing the texts saves)."""
+    if not payload.isascii() or b"\n" in payload or b"\r" in payload:
+        return None
+    if b"\t" in payload or b"\x7f" in payload:
+        return None
+    return payload.decode("ascii")
 
 
 def shown(text: str, limit: int = 80) -> str:
@@ -114,6 +128,7 @@ def reports_from_messages(
     """``{prefix}/{device}/status|online`` retained messages as reports, plus problems."""
     statuses: dict[str, Mapping[str, Any] | None] = {}
     online: dict[str, bool | None] = {}
+    texts: dict[str, str | None] = {}
     problems: list[str] = []
     for topic in sorted(messages):
         rest = topic[len(prefix) + 1 :] if topic.startswith(prefix + "/") else ""
@@ -132,5 +147,10 @@ def reports_from_messages(
         statuses[device] = document
         if problem:
             problems.append(problem)
-    reports = {d: Report(d, statuses.get(d), online.get(d)) for d in sorted({*statuses, *online})}
+        else:
+            texts[device] = plain_text(payload)
+    reports = {
+        d: Report(d, statuses.get(d), online.get(d), None, texts.get(d))
+        for d in sorted({*statuses, *online})
+    }
     return reports, tuple(problems)

@@ -1,4 +1,5 @@
-"""MQTT adapter (the only home of paho-mqtt): the agent's reporter and the fleet's reader.
+"""MQTT adapter (with ``mqttread``, the only home of paho-mqtt): the agent's reporter and
+the fleet's reader.
 
 Topics (DESIGN.md §6), prefix ``reportTopic``:
 
@@ -28,6 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from reconciler.errors import FleetgateError
 from reconciler.report.broker import DEFAULT_INTERVAL, DEFAULT_TOPIC, Broker, ReportStats
+from reconciler.report.mqttread import ReaderClient
 from reconciler.report.status import Status
 
 KEEPALIVE = 30
@@ -44,8 +46,8 @@ class BrokerUnreachable(FleetgateError):
     """The broker did not accept a connection (one line: address and reason)."""
 
 
-def _client(broker: Broker, client_id: str) -> paho.Client:
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311)
+def _client(broker: Broker, client_id: str, kind: type[paho.Client] = paho.Client) -> paho.Client:
+    client = kind(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311)
     if broker.tls:
         context = ssl.create_default_context(cafile=str(broker.ca) if broker.ca else None)
         client.tls_set_context(context)
@@ -229,7 +231,7 @@ class FleetSubscription:
         self.version = 0
         self._asked: set[str] = set()  # devices whose status was asked for (load, prefetch)
         self._prefetch: threading.Thread | None = None
-        self._client = _client(broker, "")
+        self._client = _client(broker, "", ReaderClient)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe

@@ -4,6 +4,11 @@
 cases pass on the code before that change too: they guard on purpose that the cheaper
 check still rejects what the full parser rejected, with one escaped line and the
 device shown as never reported.
+
+The ``report-*-json`` cases (round 3) guard, on purpose too (the code before passed them),
+that printing statuses as received (``--output json`` reuses a plain one-line ASCII
+report's text) never lets a report's raw bytes through otherwise: non-ASCII, DEL and
+a report spread over lines are re-encoded, escaped and on one line.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ REPO = {
     "stacks/s/compose.yaml": "services:\n  x:\n    image: x\n",
 }
 FROM = ("fleet", "status", "--from", "{repo}/reports", "--repo", "{repo}")
+JSON = (*FROM, "--output", "json")
 SERVICE = {
     "stack": "s",
     "service": "x",
@@ -34,6 +40,12 @@ SERVICE = {
 
 def _status(**extra: object) -> str:
     return json.dumps({"device": "d1", "outcome": "succeeded", "reason": "ok", **extra})
+
+
+def _utf8(**extra: object) -> bytes:
+    """A status with its non-ASCII characters as raw UTF-8, not ``\\u`` escapes."""
+    document = {"device": "d1", "outcome": "succeeded", "reason": "ok", **extra}
+    return json.dumps(document, ensure_ascii=False).encode()
 
 
 CASES = [
@@ -60,6 +72,27 @@ CASES = [
         args=FROM,
         exit_code=0,
         expect=("reports/d1.json: status does not match its schema", "never reported"),
+    ),
+    Case(
+        name="report-bidi-override-json",
+        files=REPO | {"reports/d1.json": _utf8(reason="ok \u202egnp.exe")},
+        args=JSON,
+        exit_code=0,
+        expect=('"reason": "ok \\u202egnp.exe"',),
+    ),
+    Case(
+        name="report-raw-del-json",
+        files=REPO | {"reports/d1.json": _status(reason="ok").replace("ok", "o\x7fk")},
+        args=JSON,
+        exit_code=0,
+        expect=('"status": {"device": "d1"',),
+    ),
+    Case(
+        name="report-spread-over-lines-json",
+        files=REPO | {"reports/d1.json": json.dumps(json.loads(_status()), indent="\t")},
+        args=JSON,
+        exit_code=0,
+        expect=('"status": {"device": "d1", "outcome": "succeeded", "reason": "ok"}',),
     ),
 ]
 
