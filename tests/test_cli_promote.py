@@ -190,6 +190,51 @@ class TestFleetStatusWaves:
         assert production["promotion"]["soak_left"] == "59m"
         assert any("lab-2 has not soaked 1h" in r for r in production["promotion"]["reasons"])
 
+    def test_text_output_has_a_line_per_wave(self, repo: Path, tmp_path: Path) -> None:
+        """The text table ends with the rollout waves: revision, devices on it, the gate."""
+        head = git(repo, "rev-parse", "HEAD")
+        reports = tmp_path / "stick"
+        report(reports, "lab-1", head, 7200)
+        report(reports, "lab-2", head, 60)
+        done = fleetgate(
+            "fleet", "status", "--from", str(reports), "--repo", str(repo),
+            "--stale-after", "1h", cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert f"wave lab: revision {head[:12]}, 2 of 2 devices run it" in done.stdout
+        assert (
+            f"wave production: not started, 0 of 1 devices run it; promotion to {head[:12]}: "
+            "the gate does not hold (59m of soak left): "
+        ) in done.stdout
+        assert "lab-2 has not soaked 1h" in done.stdout
+
+    def test_lab_on_the_promotion_commit_still_runs_the_release(
+        self, repo: Path, tmp_path: Path
+    ) -> None:
+        """After a promotion the lab takes the pin-only commit from the branch: the fleet view
+        counts it as running the promoted release, and the promotion as done."""
+        release = git(repo, "rev-parse", "HEAD")
+        reports = tmp_path / "stick"
+        report(reports, "lab-1", release, 7200)
+        report(reports, "lab-2", release, 7200)
+        promoted = fleetgate(
+            "promote", "production", "--from", str(reports), "--repo", str(repo), cwd=tmp_path
+        )
+        assert promoted.returncode == 0, promoted.stderr
+        pin_commit = git(repo, "rev-parse", "HEAD")
+        report(reports, "lab-1", pin_commit, 7200)
+        report(reports, "lab-2", pin_commit, 7200)
+        report(reports, "prod-1", release, 60)
+        done = fleetgate(
+            "fleet", "status", "--from", str(reports), "--repo", str(repo), "--output", "json",
+            "--stale-after", "1h", cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        lab, production = json.loads(done.stdout)["waves"]
+        assert (lab["revision"], lab["running"]) == (release, 2)
+        assert (production["revision"], production["running"]) == (release, 1)
+        assert production["promotion"]["already"] is True
+
 
 class TestReviewWaves:
     def test_impact_names_wave_and_when_it_lands(self, repo: Path, tmp_path: Path) -> None:

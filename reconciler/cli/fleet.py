@@ -40,7 +40,7 @@ from reconciler.manifests.tree import RepoTree
 from reconciler.manifests.waves import Rollout, read_rollout
 from reconciler.report.broker import DEFAULT_TOPIC, Broker, check_topic, parse_broker, read_password
 from reconciler.source import is_url
-from reconciler.source.commits import commit_info
+from reconciler.source.commits import commit_info, release_candidate
 from reconciler.units import parse_duration
 
 MAX_SUBJECTS = 64  # distinct applied revisions whose commit subject is looked up
@@ -133,6 +133,19 @@ def membership_of(rollout: Rollout, devices: Mapping[str, Mapping[str, str]]) ->
     return {d: w.name for d, w in waves.items() if w is not None}
 
 
+def release_of(repo: str, head: str | None, rollout: Rollout) -> tuple[str | None, frozenset[str]]:
+    """The first wave's release and the pin-only commits after it (local clones only: for a
+    URL the head itself, and a first-wave device that took a promotion commit from the
+    branch shows as not running the release)."""
+    if head is None or not rollout.waves or is_url(repo):
+        return head, frozenset()
+    try:
+        return release_candidate(Path(repo), head)
+    except SourceError as e:
+        print(f"fleetgate: warning: {e}", file=sys.stderr)
+        return head, frozenset()
+
+
 def subjects_of(repo: str, view: FleetView) -> dict[str, str]:
     """Commit subjects of the head and the applied revisions (local clones only)."""
     if is_url(repo):
@@ -222,8 +235,10 @@ def _status(args: argparse.Namespace, stale_after: float, selector: dict[str, st
     view = filter_view(view, selector=selector, outcomes=args.outcome, behind=args.behind)
     for problem in problems:
         print(f"fleetgate: warning: {problem}", file=sys.stderr)
+    release, passed = release_of(args.repo, head, rollout)
+    waves = wave_summary(view, rollout, release, now, passed)
     if args.output == "json":
-        emit(dumps_view(view, {"waves": wave_summary(view, rollout, head, now)}) + "\n")
+        emit(dumps_view(view, {"waves": waves}) + "\n")
     else:
-        emit(render_text(view, subjects_of(args.repo, view)))
+        emit(render_text(view, subjects_of(args.repo, view), waves=waves))
     return EXIT_OK

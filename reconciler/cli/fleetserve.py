@@ -18,7 +18,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import EXIT_OK, add_repo_flags
-from reconciler.cli.fleet import add_broker_flags, broker_of, membership_of, repository_fleet
+from reconciler.cli.fleet import (
+    add_broker_flags,
+    broker_of,
+    membership_of,
+    release_of,
+    repository_fleet,
+)
 from reconciler.errors import UsageError
 from reconciler.fleet.reports import Report, reports_from_messages
 from reconciler.fleet.serve import DEFAULT_LISTEN, FleetServer, now
@@ -88,7 +94,8 @@ class _LiveFleet:
         ``fleet status --output json``); ``[]`` without ``rollout.waves``."""
         with self._lock:
             head, rollout = self._head, self._rollout
-        return wave_summary(view, rollout, head, now())
+        release, passed = release_of(self._repo, head, rollout)
+        return wave_summary(view, rollout, release, now(), passed)
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -42,9 +42,9 @@ from reconciler.render.device import DEFAULT_STATE_DIR
 from reconciler.source.commits import (
     commit_file,
     dirty_paths,
-    first_parent_log,
     is_ancestor,
     pin_findings,
+    release_candidate,
     resolve,
     scratch_cache,
     toplevel,
@@ -53,7 +53,6 @@ from reconciler.units import format_duration, parse_duration
 
 EXIT_GATE = 3
 SHA = re.compile(r"^[0-9a-f]{40}$")
-PIN_ONLY_SCAN = 500  # commits looked through for the newest that is more than a pin move
 PIN_FILE = "# written by fleetgate promote; undo with fleetgate rollback\nrevision: {revision}\n"
 
 
@@ -115,7 +114,7 @@ def decide(
             else f"wave {wave.name!r} is the only wave: it follows the branch"
         )
     previous = rollout.waves[position - 1].name
-    candidate = branch_candidate(root, head) if position == 1 else rollout.pin(previous)
+    candidate = release_candidate(root, head)[0] if position == 1 else rollout.pin(previous)
     stale = args.stale_after or ("15m" if args.broker else None)
     try:
         stale_after = None if stale is None else parse_duration(stale)
@@ -142,18 +141,6 @@ def decide(
         stale_after=stale_after,
     )
     return verdict, rollout.pin(wave.name)
-
-
-def branch_candidate(root: Path, head: str) -> str:
-    """The first wave's candidate: ``HEAD``, passing over commits that only move pins.
-
-    A promotion (or the rollback of one) changes only ``waves/``: it is not a release, and
-    counting it would make every promotion a new candidate for the next.
-    """
-    for commit in first_parent_log(root, head, max_count=PIN_ONLY_SCAN):
-        if not commit.paths or any(not p.startswith("waves/") for p in commit.paths):
-            return commit.sha
-    return head
 
 
 def equivalent_evidence(

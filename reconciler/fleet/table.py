@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from reconciler.fleet.reports import shown
 from reconciler.fleet.view import CATEGORIES, DeviceRow, FleetView, summary
@@ -70,8 +71,42 @@ def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
-def render_text(view: FleetView, subjects: Mapping[str, str], problems: Sequence[str] = ()) -> str:
-    """Devices by site, then the reporters the repository does not know, then a summary."""
+def _wave_line(entry: Mapping[str, Any]) -> str:
+    revision = entry["revision"]
+    line = (
+        f"wave {shown(entry['wave'], 40)}: "
+        + (f"revision {revision[:12]}" if revision else "not started")
+        + f", {entry['running']} of {entry['devices']} devices run it"
+    )
+    promotion = entry.get("promotion")
+    if promotion:
+        candidate = promotion["candidate_revision"]
+        target = candidate[:12] if candidate else "nothing"
+        if promotion["already"]:
+            verdict = "promoted"
+        elif promotion["gate_met"]:
+            verdict = "the gate holds"
+        else:
+            reasons = "; ".join(shown(r, 200) for r in promotion["reasons"])
+            verdict = f"the gate does not hold ({promotion['soak_left']} of soak left): {reasons}"
+        line += f"; promotion to {target}: {verdict}"
+    return line
+
+
+def render_waves(waves: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per rollout wave (``fleet status --output json``'s ``waves``): its revision,
+    how many of its devices run it, and whether the promotion into it holds and why not."""
+    return ["", "rollout waves", *(_wave_line(w) for w in waves)] if waves else []
+
+
+def render_text(
+    view: FleetView,
+    subjects: Mapping[str, str],
+    problems: Sequence[str] = (),
+    waves: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """Devices by site, then the reporters the repository does not know, the rollout waves,
+    then a summary."""
     sites: dict[str, list[DeviceRow]] = {}
     for row in view.devices:
         sites.setdefault((row.labels or {}).get("site", ""), []).append(row)
@@ -88,6 +123,7 @@ def render_text(view: FleetView, subjects: Mapping[str, str], problems: Sequence
         lines.append("")
         lines.append("reporting, but not in the repository")
         lines += _table([HEADER, *(_cells(r, head, subjects) for r in view.unknown)])
+    lines += render_waves(waves)
     counts = summary(view)
     lines.append("")
     lines.append(

@@ -94,6 +94,25 @@ def commit_info(path: Path, sha: str) -> CommitInfo:
     return _parse(out.rstrip("\n"))
 
 
+PIN_ONLY_SCAN = 500  # commits looked through for the newest that is more than a pin move
+
+
+def release_candidate(path: Path, head: str) -> tuple[str, frozenset[str]]:
+    """The first wave's candidate, ``head`` passing over commits that only move pins, and
+    the pin-only commits passed over (a first-wave device running one of them runs the
+    candidate's state: ``waves/`` does not change what the first wave renders).
+
+    A promotion (or the rollback of one) changes only ``waves/``: it is not a release, and
+    counting it would make every promotion a new candidate for the next.
+    """
+    passed: list[str] = []
+    for commit in first_parent_log(path, head, max_count=PIN_ONLY_SCAN):
+        if not commit.paths or any(not p.startswith("waves/") for p in commit.paths):
+            return commit.sha, frozenset(passed)
+        passed.append(commit.sha)
+    return head, frozenset()
+
+
 def first_parent_log(path: Path, rev: str, max_count: int | None = None) -> tuple[CommitInfo, ...]:
     """Commits reachable from ``rev`` along first parents, newest first, with changed paths.
 
