@@ -89,8 +89,12 @@ class BuildError(Exception):
     """One line: which step failed and where to look."""
 
 
+STARTED = time.monotonic()
+
+
 def say(text: str) -> None:
-    print(f"==> {text}", file=sys.stderr, flush=True)
+    """A progress line on stderr, with the seconds since the build started."""
+    print(f"==> [{time.monotonic() - STARTED:3.0f}s] {text}", file=sys.stderr, flush=True)
 
 
 def run(*cmd: str | Path, log: Path | None = None, **kw: object) -> str:
@@ -175,8 +179,10 @@ def debootstrap(target: Target, tarball: Path, logs: Path) -> None:
             # work is done on the host instead (PURGE: never unpacked), but for ldconfig.
             register_binfmt(target)
             run(*as_root("debootstrap", "--foreign", *common, SUITE, rootfs, MIRROR), log=log)
+            say(f"unpack and configure {target.deb_arch} on the host (image_foreign.py)")
             finish = Path(__file__).with_name("image_foreign.py")
             run(*as_root(sys.executable, finish, rootfs, *PURGE), log=log)
+        say(f"trim and tar the {target.deb_arch} base")
         for rel in TRIM:
             run(*as_root("rm", "-rf", rootfs / rel))
         run(*as_root("mkdir", "-p", rootfs / "var/lib/apt/lists/partial", rootfs / "var/cache/apt"))

@@ -103,8 +103,8 @@ def triggers(admin: Path, info: Path) -> None:
                 else:
                     named.setdefault(words[1], []).append(f"{who}\n")
     (admin / "File").write_text("".join(files))
-    for name, who in named.items():
-        (admin / name).write_text("".join(who))
+    for name, pkgs in named.items():
+        (admin / name).write_text("".join(pkgs))
     (admin / "Unincorp").touch()
 
 
