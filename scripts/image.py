@@ -72,7 +72,11 @@ def wheels(target: Target, work: Path, logs: Path) -> list[Path]:
     out.mkdir(parents=True)
     log = logs / f"wheels-{target.deb_arch}.log"
     say(f"wheels for {target.platform} (log: {log})")
-    run(*pip, "wheel", "--no-deps", "-w", out, ROOT, log=log)
+    own = work / "fleetgate"  # pure Python: built once, the same wheel for every target
+    if not own.exists():
+        run(*pip, "wheel", "--no-deps", "-w", own, ROOT, log=log)
+    for wheel in own.glob("*.whl"):
+        shutil.copy(wheel, out)
     # The host resolves the versions once; the target gets the same pins.
     if not host.exists():
         run(*pip, "download", "--only-binary=:all:", "-d", host, *requirements(), log=log)
