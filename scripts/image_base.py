@@ -54,7 +54,7 @@ TRIM = (
 # purged, with git's manual. About 50 MB.
 PURGE = ("git-man", "liberror-perl", "perl", "perl-modules-5.36", "libperl5.36")
 BASE_RECIPE = 2  # bump when the base's making changes: the cache key follows it
-FOREIGN_RECIPE = 1  # bump when image_foreign.py changes: foreign bases' key follows it
+FOREIGN_RECIPE = 2  # bump when image_foreign.py changes: foreign bases' key follows it
 
 
 @dataclass(frozen=True, slots=True)

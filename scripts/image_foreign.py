@@ -152,6 +152,7 @@ def defaults(root: Path) -> None:
     for shell in listed:
         shells += [shell, "/usr" + shell] if shell.startswith("/bin/") else [shell]
     (root / "etc/shells").write_text("".join(f"{s}\n" for s in dict.fromkeys(shells)))
+    (root / "var/lib/shells.state").write_text("".join(f"{s}\n" for s in dict.fromkeys(shells)))
     (root / "etc/environment").touch()  # libpam-modules' postinst
     origins = root / "etc/dpkg/origins/default"
     if not origins.exists():
@@ -164,6 +165,11 @@ def defaults(root: Path) -> None:
         (root / "usr/local/man").symlink_to("share/man")
     (root / "run/lock").mkdir(parents=True, exist_ok=True)
     (root / "run/lock").chmod(0o1777)
+    (root / "var/mail").mkdir(exist_ok=True)
+    os.chown(root / "var/mail", 0, 8)  # group mail
+    (root / "var/mail").chmod(0o2775)
+    if not (root / "var/spool/mail").is_symlink():
+        (root / "var/spool/mail").symlink_to("../mail")
     (root / "etc/python3").mkdir(exist_ok=True)
     (root / "etc/python3/debian_config").write_text(
         "[DEFAULT]\n# how to byte-compile (comma separated: standard, optimize)\n"
