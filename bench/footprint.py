@@ -14,7 +14,9 @@ Printed:
    fleet as fresh processes, median wall time.
 4. **image sizes**: every ``fleetgate:<version>*`` image present (``scripts/image``).
 
-    .venv/bin/python bench/footprint.py [--passes 1000] [--repeat 5]
+    .venv/bin/python bench/footprint.py [--passes 1000] [--repeat 5] [--only no-change]
+
+``--only SECTION`` (idle, no-change, cold, images) runs that section alone.
 
 Everything created carries the run's label / device id and is removed at the end.
 """
@@ -148,37 +150,51 @@ def image_sizes() -> dict[str, float]:
     return sizes
 
 
+SECTIONS = ("idle", "no-change", "cold", "images")
+
+
+def print_idle(i: dict[str, Any]) -> None:
+    rss, before, hwm = (i[k] / 1024 for k in ("rss_kb", "rss_before_kb", "hwm_kb"))
+    print(f"idle agent after {i['passes']} passes: RSS {rss:.1f} MB (before them "
+          f"{before:.1f} MB, peak {hwm:.1f} MB), CPU {i['cpu_per_pass'] * 1000:.2f} ms"
+          " per idle pass", flush=True)  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", choices=SECTIONS, default=None, help="run one section alone")
     args = parser.parse_args()
+    wanted = SECTIONS if args.only is None else (args.only,)
     client = docker.from_env()
-    image = bench_agent.build_image(client)
     results: dict[str, Any] = {}
-    try:
-        with tempfile.TemporaryDirectory(prefix="fleetgate-footprint-") as t:
-            tmp = Path(t)
-            results["idle"] = i = idle(args, image, tmp)
-            rss, before, hwm = (i[k] / 1024 for k in ("rss_kb", "rss_before_kb", "hwm_kb"))
-            print(f"idle agent after {i['passes']} passes: RSS {rss:.1f} MB (before them "
-                  f"{before:.1f} MB, peak {hwm:.1f} MB), CPU {i['cpu_per_pass'] * 1000:.2f} ms"
-                  " per idle pass", flush=True)  # fmt: skip
-            results["no_change"] = no_change(args, image, tmp)
-    finally:
-        bench_agent.cleanup(client, f"fi-{RUN}")
-    results["cold"] = cold_start(args.repeat)
-    results["images_mb"] = image_sizes()
-    n, c = results["no_change"], results["cold"]
-    print(f"no-change, {PROJECTS} projects / {PROJECTS * SERVICES} services: fleetgate apply "
-          f"{n['apply_s'] * 1000:.0f} ms, docker compose up -d {n['compose_s'] * 1000:.0f} ms: "
-          f"{n['ratio']:.1f}x")  # fmt: skip
-    print(f"cold start: fleetgate --version {c['version_s'] * 1000:.0f} ms, "
-          f"validate (example fleet) {c['validate_s'] * 1000:.0f} ms")  # fmt: skip
-    for tag, mb in sorted(results["images_mb"].items()):
-        print(f"image {tag}: {mb:.1f} MB")
-    if not results["images_mb"]:
-        print("image: none built (scripts/image)")
+    if "idle" in wanted or "no-change" in wanted:
+        image = bench_agent.build_image(client)
+        try:
+            with tempfile.TemporaryDirectory(prefix="fleetgate-footprint-") as t:
+                tmp = Path(t)
+                if "idle" in wanted:
+                    results["idle"] = idle(args, image, tmp)
+                    print_idle(results["idle"])
+                if "no-change" in wanted:
+                    results["no_change"] = n = no_change(args, image, tmp)
+                    print(f"no-change, {PROJECTS} projects / {PROJECTS * SERVICES} services: "
+                          f"fleetgate apply {n['apply_s'] * 1000:.0f} ms, docker compose up -d "
+                          f"{n['compose_s'] * 1000:.0f} ms: {n['ratio']:.1f}x "
+                          f"(load {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+        finally:
+            bench_agent.cleanup(client, f"fi-{RUN}")
+    if "cold" in wanted:
+        results["cold"] = c = cold_start(args.repeat)
+        print(f"cold start: fleetgate --version {c['version_s'] * 1000:.0f} ms, "
+              f"validate (example fleet) {c['validate_s'] * 1000:.0f} ms")  # fmt: skip
+    if "images" in wanted:
+        results["images_mb"] = image_sizes()
+        for tag, mb in sorted(results["images_mb"].items()):
+            print(f"image {tag}: {mb:.1f} MB")
+        if not results["images_mb"]:
+            print("image: none built (scripts/image)")
     print(json.dumps(results), file=sys.stderr if os.environ.get("FOOTPRINT_QUIET") else sys.stdout)
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import docker
 import docker.errors
@@ -106,6 +106,47 @@ def observed_container(info: Mapping[str, Any]) -> ObservedContainer:
     )
 
 
+_LISTED_HEALTH: dict[str, Literal["starting", "healthy", "unhealthy"]] = {
+    "(healthy)": "healthy",
+    "(unhealthy)": "unhealthy",
+    "(health: starting)": "starting",
+}
+
+
+def listed_container(entry: Mapping[str, Any]) -> ObservedContainer | None:
+    """The planner's view of one ``GET /containers/json`` entry, or ``None`` to inspect it.
+
+    The list tells the id, name, state, labels (stack, service, config and field hashes,
+    revision), image id and, for a running container, its health (the ``Status`` text
+    ends in ``(healthy)``, ``(unhealthy)`` or ``(health: starting)``). It does not tell a
+    restart count (left 0: planning never reads it; the health gate and the status use
+    the full :func:`observe`) nor an exit code, and it shows the image *id* instead of the
+    reference once that tag has moved to another image. So a container that is not
+    running, or whose image shows as an id, is inspected.
+    """
+    status = str(entry.get("State") or "")
+    image, image_id = str(entry.get("Image") or ""), str(entry.get("ImageID") or "")
+    names = [str(n)[1:] for n in entry.get("Names") or () if str(n).count("/") == 1]
+    if status != "running" or not image or image.startswith("sha256:") or len(names) != 1:
+        return None
+    labels: Mapping[str, str] = entry.get("Labels") or {}
+    text = str(entry.get("Status") or "")
+    health = next((h for mark, h in _LISTED_HEALTH.items() if text.endswith(mark)), None)
+    return ObservedContainer(
+        id=str(entry["Id"]),
+        name=names[0],
+        stack=labels.get(LABEL_STACK, ""),
+        service=labels.get(LABEL_SERVICE, ""),
+        state="running",
+        config_hash=labels.get(LABEL_CONFIG_HASH, ""),
+        field_hashes=engine_spec.decode_field_hashes(labels.get(LABEL_FIELD_HASHES, "")),
+        revision=labels.get(LABEL_REVISION, ""),
+        image=image,
+        image_id=image_id,
+        health=health,
+    )
+
+
 CONTAINER_EVENTS = ("die", "destroy", "stop")
 """Container events of managed containers that may mean drift (see :meth:`DockerEngine.events`)."""
 
@@ -126,9 +167,12 @@ def observe(
     api: docker.APIClient,
     device: str,
     inspect: Callable[[str], ObservedContainer | None] | None = None,
+    *,
+    brief: bool = False,
 ) -> ObservedState:
     """One list call per object kind; inspect (``inspect``, default :func:`inspect_container`)
-    only this device's containers."""
+    this device's containers: every one, or with ``brief`` only those the list cannot
+    describe (:func:`listed_container`)."""
     inspect_one = inspect or (lambda container_id: inspect_container(api, container_id))
     try:
         listed = api.containers(all=True)
@@ -146,7 +190,9 @@ def observe(
         if not managed_by(entry.get("Labels"), device):
             foreign.update(names)
             continue
-        observed = inspect_one(str(entry["Id"]))
+        observed = listed_container(entry) if brief else None
+        if observed is None:
+            observed = inspect_one(str(entry["Id"]))
         if observed is not None:  # vanished between list and inspect
             containers.append(observed)
     own_networks = [

@@ -1,0 +1,106 @@
+"""The planner's observation (``observe(device, brief=True)``) against the real engine.
+
+Engine API calls are counted with the docker SDK's own hook (``APIClient`` is a
+``requests.Session``: every response passes ``hooks["response"]``), so nothing of
+fleetgate's is replaced.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from support.engine import ImageBuilder
+from support.wait import wait_for
+from test_engine import make_spec
+
+from reconciler.engine.docker import DockerEngine
+from reconciler.model import Healthcheck
+
+pytestmark = pytest.mark.docker
+
+
+def counted(engine: DockerEngine) -> list[str]:
+    """The method and path of every Engine API call ``engine`` makes from now on."""
+    calls: list[str] = []
+
+    def hook(response: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(f"{response.request.method} {response.request.path_url.split('?')[0]}")
+
+    engine.api.hooks["response"].append(hook)
+    return calls
+
+
+def inspects(calls: list[str]) -> list[str]:
+    """The container inspections among ``calls`` (``GET /containers/<id>/json``)."""
+    return [c for c in calls if c.startswith("GET") and c.count("/") >= 3 and "/containers/" in c
+            and not c.endswith("/containers/json")]  # fmt: skip
+
+
+class TestBriefObserve:
+    def test_running_containers_are_not_inspected(
+        self, device_id: str, busybox_image: str, test_labels: dict[str, str]
+    ) -> None:
+        """Running containers whose labels say all cost no inspect: one list call per kind."""
+        engine = DockerEngine()
+        for service in ("a", "b", "c"):
+            spec = make_spec(device_id, busybox_image, test_labels, service=service)
+            engine.start_container(engine.create_container(spec, "r1"))
+        full = engine.observe(device_id)
+        calls = counted(engine)
+        brief = engine.observe(device_id, brief=True)
+        assert inspects(calls) == []
+        assert len(calls) == 4  # containers, networks, volumes, images
+        assert brief.containers == full.containers  # the engine is shared: compare only ours
+        engine.observe(device_id)
+        assert len(inspects(calls)) == 3  # the full observation still inspects each one
+
+    def test_created_container_is_inspected(
+        self, device_id: str, busybox_image: str, test_labels: dict[str, str]
+    ) -> None:
+        """A container that is not running is inspected (the list has no exit code)."""
+        engine = DockerEngine()
+        engine.create_container(make_spec(device_id, busybox_image, test_labels), "r1")
+        calls = counted(engine)
+        brief = engine.observe(device_id, brief=True)
+        assert len(inspects(calls)) == 1
+        assert brief.containers == engine.observe(device_id).containers
+
+    def test_health_is_read_from_the_list(
+        self, device_id: str, busybox_image: str, test_labels: dict[str, str]
+    ) -> None:
+        """A healthy container is reported healthy by the brief observation, uninspected."""
+        engine = DockerEngine()
+        spec = make_spec(
+            device_id,
+            busybox_image,
+            test_labels,
+            healthcheck=Healthcheck(("CMD", "true"), interval=0.2, retries=1),
+        )
+        engine.start_container(engine.create_container(spec, "r1"))
+        wait_for(
+            lambda: engine.observe(device_id).containers[0].health == "healthy",
+            timeout=20,
+            what="healthy",
+        )
+        calls = counted(engine)
+        [seen] = engine.observe(device_id, brief=True).containers
+        assert (seen.health, inspects(calls)) == ("healthy", [])
+
+    def test_moved_tag_is_inspected_for_the_reference(
+        self,
+        device_id: str,
+        image_builder: ImageBuilder,
+        test_labels: dict[str, str],
+    ) -> None:
+        """Once its tag points at another image the list shows an id: the container is inspected."""
+        tag = image_builder.build("moving", "FROM {base}\nLABEL step=1\n")
+        engine = DockerEngine()
+        spec = make_spec(device_id, tag, test_labels)
+        engine.start_container(engine.create_container(spec, "r1"))
+        image_builder.build("moving", "FROM {base}\nLABEL step=2\n")
+        calls = counted(engine)
+        [seen] = engine.observe(device_id, brief=True).containers
+        assert len(inspects(calls)) == 1
+        assert seen.image == tag
+        assert seen == engine.observe(device_id).containers[0]
