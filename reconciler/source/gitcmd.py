@@ -1,19 +1,23 @@
-"""Running git: the one place a git process is started (through GitPython).
+"""Running git: the one place a git process is started.
 
 Every git call in :mod:`reconciler.source` goes through :func:`run_git`: killed after
 its timeout, never prompting, hooks and the ``ext::`` transport off, credentials
 handed over through the environment (never argv or disk), and git's stderr redacted
-(:mod:`reconciler.redaction`).
+(:mod:`reconciler.redaction`). Git runs as a plain subprocess in its own process
+group, killed as a group at the timeout (helpers such as ``git-remote-http`` or
+``ssh`` included); GitPython is not used: importing it cost more than a no-change
+``fleetgate apply`` does otherwise.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import git
 
 from reconciler.errors import SourceError
 from reconciler.redaction import MIN_SECRET_LENGTH, redact, text_secrets
@@ -38,6 +42,9 @@ class GitResult:
 
 def _environment(extra: Mapping[str, str], timeout: float) -> dict[str, str]:
     env = {
+        **os.environ,
+        "LANGUAGE": "C",  # git's messages in English: reason() reads them
+        "LC_ALL": "C",
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "",
         "SSH_ASKPASS": "",
@@ -87,25 +94,58 @@ def run_git(
         *args,
     ]
     started = time.monotonic()
-    try:
-        status, out, err = git.Git(str(cwd) if cwd else None).execute(
-            command,
-            with_extended_output=True,
-            with_exceptions=False,
-            kill_after_timeout=timeout,
-            env=_environment(extra, timeout),
-        )
-    except git.GitCommandNotFound:
-        raise SourceError(
-            "git is not installed; install it (Debian: apt-get install git)"
-        ) from None
+    status, out, err, killed = _execute(command, cwd, _environment(extra, timeout), timeout)
     elapsed = time.monotonic() - started
-    err_text = err if isinstance(err, str) else bytes(err or b"").decode("utf-8", "replace")
-    out_text = out if isinstance(out, str) else bytes(out or b"").decode("utf-8", "replace")
-    timed_out = status != 0 and (err_text.startswith("Timeout:") or elapsed >= timeout)
+    err_text = _text(err)
+    out_text = _text(out)
+    timed_out = killed or (status != 0 and elapsed >= timeout)
     handed = {v for k, v in extra.items() if k.startswith("FLEETGATE_GIT_")}
     secrets = text_secrets(args) | {v for v in handed if len(v) >= MIN_SECRET_LENGTH}
     return GitResult(int(status or 0), out_text, redact(err_text, secrets), timed_out)
+
+
+def _execute(
+    command: list[str], cwd: Path | None, env: dict[str, str], timeout: float
+) -> tuple[int, bytes, bytes, bool]:
+    """(exit status, stdout, stderr, killed at the timeout) of ``command``."""
+    try:
+        proc = subprocess.Popen(  # argv, never a shell
+            command,
+            cwd=str(cwd) if cwd else None,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own group: the timeout kills helpers too
+        )
+    except FileNotFoundError:
+        raise SourceError(
+            "git is not installed; install it (Debian: apt-get install git)"
+        ) from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        out, err = proc.communicate()
+        return proc.returncode or -9, out, err, True
+    except BaseException:  # Ctrl-C, a stopping agent: never leave git running
+        _kill(proc)
+        proc.communicate()
+        raise
+    return proc.returncode, out, err, False
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+def _text(raw: bytes) -> str:
+    """Decoded output without its one trailing newline (as git's callers expect)."""
+    text = raw.decode("utf-8", "replace")
+    return text[:-1] if text.endswith("\n") else text
 
 
 _BOILERPLATE = (
