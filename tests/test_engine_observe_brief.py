@@ -7,6 +7,9 @@ fleetgate's is replaced.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,8 @@ from support.wait import wait_for
 from test_engine import make_spec
 
 from reconciler.engine.docker import DockerEngine
+from reconciler.engine.docker_socket import SocketEngine
+from reconciler.errors import EngineError
 from reconciler.model import Healthcheck
 
 pytestmark = pytest.mark.docker
@@ -104,3 +109,60 @@ class TestBriefObserve:
         assert len(inspects(calls)) == 1
         assert seen.image == tag
         assert seen == engine.observe(device_id).containers[0]
+
+
+class TestSocketEngine:
+    def test_socket_reader_sees_what_the_sdk_sees(
+        self, device_id: str, busybox_image: str, test_labels: dict[str, str]
+    ) -> None:
+        """Over the Unix socket the snapshot is the SDK's: containers, networks and volumes."""
+        engine = DockerEngine()
+        for service in ("a", "b"):
+            spec = make_spec(device_id, busybox_image, test_labels, service=service)
+            engine.start_container(engine.create_container(spec, "r1"))
+        engine.create_container(make_spec(device_id, busybox_image, test_labels, service="c"), "r1")
+        sdk = engine.observe(device_id)
+        for brief in (True, False):
+            seen = SocketEngine().observe(device_id, brief=brief)
+            assert (seen.containers, seen.networks, seen.volumes) == (
+                sdk.containers,
+                sdk.networks,
+                sdk.volumes,
+            )
+
+    def test_unreachable_socket_is_the_sdk_one_line_error(self, tmp_path: Path) -> None:
+        """A socket that does not answer falls back to the SDK, whose error names the fix."""
+        with pytest.raises(EngineError, match="cannot reach the Docker engine"):
+            SocketEngine(f"unix://{tmp_path}/none.sock").observe("dev1", brief=True)
+
+    def test_no_change_apply_loads_neither_sdk_nor_validation(
+        self, device_id: str, tmp_path: Path
+    ) -> None:
+        """A second, unchanged apply in a fresh process imports no docker SDK, jsonschema, git."""
+        repo = tmp_path / "fleet"
+        (repo / "devices").mkdir(parents=True)
+        (repo / "devices" / f"{device_id}.yaml").write_text("labels: {site: test}\n")
+        argv = [
+            "apply",
+            "--device",
+            device_id,
+            "--repo",
+            str(repo),
+            "--state-dir",
+            str(tmp_path / "s"),
+        ]
+        probe = (
+            "import sys\nfrom reconciler.cli import main\n"
+            f"code = main({argv!r})\n"
+            "tops = {m.split('.')[0] for m in sys.modules}\n"
+            "loaded = sorted(tops & {'docker', 'jsonschema', 'git'})\n"
+            "print(code, loaded)\n"
+        )
+        outputs = [
+            subprocess.run(
+                [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+            ).stdout.splitlines()[-1]
+            for _ in range(2)
+        ]
+        assert outputs[0].startswith("0 ")  # the first one validates (jsonschema loaded)
+        assert outputs[1] == "0 []"

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             timeout = parse_duration(args.health_timeout)
         except ValueError as e:
             raise UsageError(f"--health-timeout: {e}") from None
-    from reconciler.engine.docker import DockerEngine  # noqa: PLC0415  # lazy: see the imports
+    from reconciler.engine.docker_socket import SocketEngine  # noqa: PLC0415  # lazy: see the imports
     from reconciler.manifests.tree import RepoTree  # noqa: PLC0415
     from reconciler.reconcile.run import reconcile_once  # noqa: PLC0415
     from reconciler.store import StateStore  # noqa: PLC0415
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             revision=checkout.revision,
             device=device,
             state_dir=state,
-            runtime=DockerEngine(args.docker_host),
+            runtime=SocketEngine(args.docker_host),
             store=store,
             retry=args.retry,
             health_timeout=timeout,

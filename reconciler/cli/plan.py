@@ -107,7 +107,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reconciler.decide.passplan import Gates, decide  # noqa: PLC0415  # lazy: see the imports
-    from reconciler.engine.docker import DockerEngine  # noqa: PLC0415
+    from reconciler.engine.docker_socket import SocketEngine  # noqa: PLC0415
     from reconciler.manifests.tree import RepoTree  # noqa: PLC0415
     from reconciler.reconcile.converge import observe_host, steps_toward  # noqa: PLC0415
     from reconciler.render.desired import build_desired  # noqa: PLC0415
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     decided = decide(record, desired, gates, now)
     steps = None
     if decided.target is not None:
-        host = observe_host(DockerEngine(args.docker_host), decided.target)
+        host = observe_host(SocketEngine(args.docker_host), decided.target)
         steps = steps_toward(
             decided.target,
             host,
