@@ -17,6 +17,8 @@ Printed:
     .venv/bin/python bench/footprint.py [--passes 1000] [--repeat 5] [--only no-change]
 
 ``--only SECTION`` (idle, no-change, cold, images) runs that section alone.
+``--before CMD`` also times another ``fleetgate`` (e.g. a wrapper running an older
+checkout) on the same converged device in the same run, for a before/after figure.
 
 Everything created carries the run's label / device id and is removed at the end.
 """
@@ -102,6 +104,7 @@ def no_change(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, floa
         for cmd in compose:
             timed(cmd, 1, timeout=300)
         fg = timed(apply, args.repeat, timeout=120)
+        before = timed([args.before, *apply[1:]], args.repeat, timeout=120) if args.before else 0.0
         walls = []
         for _ in range(args.repeat):
             start = time.perf_counter()
@@ -117,7 +120,10 @@ def no_change(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, floa
         for n in client.networks.list():
             if n.name.startswith(f"fp-{RUN}-"):
                 n.remove()
-    return {"apply_s": fg, "compose_s": dc, "ratio": dc / fg}
+    result = {"apply_s": fg, "compose_s": dc, "ratio": dc / fg}
+    if args.before:
+        result |= {"before_apply_s": before, "before_ratio": dc / before}
+    return result
 
 
 def idle(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, Any]:
@@ -165,6 +171,7 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--only", choices=SECTIONS, default=None, help="run one section alone")
+    parser.add_argument("--before", default=None, help="another fleetgate to time (no-change)")
     args = parser.parse_args()
     wanted = SECTIONS if args.only is None else (args.only,)
     client = docker.from_env()
@@ -183,6 +190,9 @@ def main() -> int:
                           f"fleetgate apply {n['apply_s'] * 1000:.0f} ms, docker compose up -d "
                           f"{n['compose_s'] * 1000:.0f} ms: {n['ratio']:.1f}x "
                           f"(load {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+                    if args.before:
+                        print(f"  before: {args.before} {n['before_apply_s'] * 1000:.0f} ms: "
+                              f"{n['before_ratio']:.1f}x", flush=True)  # fmt: skip
         finally:
             bench_agent.cleanup(client, f"fi-{RUN}")
     if "cold" in wanted:
