@@ -64,9 +64,8 @@ def run(args: argparse.Namespace) -> int:
     store = StateStore(state, device)
     with store.exclusive():
         now = datetime.now(UTC)
-        held = observe_locks(
-            state, device, record=store.load(), revision=checkout.revision, now=now
-        )
+        record = store.load()
+        held = observe_locks(state, device, record=record, revision=checkout.revision, now=now)
         result = reconcile_once(
             tree=RepoTree(checkout.root),
             revision=checkout.revision,
@@ -79,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             ignore_windows=args.ignore_windows,
             held_stacks=held,
             remember=True,
+            record=record,
         )
     if args.output == "json":
         emit({**result.to_json(), "dirty": checkout.dirty})

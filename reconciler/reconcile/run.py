@@ -93,6 +93,7 @@ def reconcile_once(
     repair_drift: bool = True,
     log: Any = None,
     remember: bool = False,
+    record: DeviceRecord | None = None,
 ) -> PassResult:
     """Converge ``device`` once toward ``revision`` of ``tree`` (see the module docstring).
 
@@ -104,11 +105,20 @@ def reconcile_once(
     too. ``remember``: a desired state that passed validation is kept in the state
     directory and reused while the tree, device and policy are unchanged
     (:mod:`reconciler.validated`). Raises only for programming errors; every
-    :class:`FleetgateError` becomes an outcome.
+    :class:`FleetgateError` becomes an outcome. ``record``: the device record the caller
+    just loaded from ``store`` under its lock (read once, not twice).
     """
     until = held_stacks if isinstance(held_stacks, Mapping) else dict.fromkeys(held_stacks)
     gates = Gates(dict(until), ignore_windows, retry, repair_drift)
-    run = _Pass(runtime, store, clock=clock, log=log, health_timeout=health_timeout, settle=settle)
+    run = _Pass(
+        runtime,
+        store,
+        clock=clock,
+        log=log,
+        health_timeout=health_timeout,
+        settle=settle,
+        record=record,
+    )
     return run.run(
         revision,
         lambda: run.build(tree, revision, str(state_dir), policy, remember=remember),
@@ -149,6 +159,7 @@ class _Pass:
         log: Any,
         health_timeout: float | None,
         settle: float,
+        record: DeviceRecord | None = None,
     ) -> None:
         self.runtime = runtime
         self.store = store
@@ -156,7 +167,7 @@ class _Pass:
         self.log = (log or structlog.get_logger()).bind(device=store.device)
         self.health_timeout = health_timeout
         self.settle = settle
-        self.record = store.load()
+        self.record = store.load() if record is None else record
         self.stage: Stage | None = None
         self.revision: str | None = None
         self.target: str | None = None
