@@ -15,14 +15,31 @@ from typing import Any
 import pytest
 from support.engine import ImageBuilder
 from support.wait import wait_for
-from test_engine import make_spec
 
 from reconciler.engine.docker import DockerEngine
 from reconciler.engine.docker_socket import SocketEngine
 from reconciler.errors import EngineError
-from reconciler.model import Healthcheck
+from reconciler.model import Healthcheck, ServiceSpec
 
 pytestmark = pytest.mark.docker
+
+
+def make_spec(device: str, image: str, labels: dict[str, str], **fields: Any) -> ServiceSpec:
+    """A sleeping service ``fields["service"]`` (default ``app``) of stack ``edge``."""
+    service = fields.pop("service", "app")
+    return ServiceSpec(
+        device=device,
+        stack="edge",
+        service=service,
+        container_name=f"{device}_edge_{service}",
+        image=image,
+        command=("sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"),
+        init=True,
+        labels=tuple(sorted(labels.items())),
+        config_hash="hash-1",
+        field_hashes=(("image", "aa"),),
+        **fields,
+    )
 
 
 def counted(engine: DockerEngine) -> list[str]:
