@@ -103,15 +103,19 @@ def no_change(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, floa
         timed(apply, 1, timeout=600)  # converge once: creates the 30 containers
         for cmd in compose:
             timed(cmd, 1, timeout=300)
-        fg = timed(apply, args.repeat, timeout=120)
-        before = timed([args.before, *apply[1:]], args.repeat, timeout=120) if args.before else 0.0
-        walls = []
+        # Interleaved (apply, before, compose in each round) so that a machine whose load
+        # changes during the run weighs on every side alike; medians of the rounds.
+        fgs, befores, walls = [], [], []
         for _ in range(args.repeat):
+            fgs.append(timed(apply, 1, timeout=120))
+            if args.before:
+                befores.append(timed([args.before, *apply[1:]], 1, timeout=120))
             start = time.perf_counter()
             for cmd in compose:
                 timed(cmd, 1, timeout=120)
             walls.append(time.perf_counter() - start)
-        dc = statistics.median(walls)
+        fg, dc = statistics.median(fgs), statistics.median(walls)
+        before = statistics.median(befores) if befores else 0.0
     finally:
         client = docker.from_env()
         bench_agent.cleanup(client, device)
