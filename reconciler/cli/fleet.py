@@ -169,7 +169,9 @@ def collect(
 
 def read_reports(
     args: argparse.Namespace,
-) -> tuple[dict[str, dict[str, str]], str | None, Rollout, Mapping[str, Report], tuple[str, ...]]:
+) -> tuple[
+    dict[str, dict[str, str]], str | None, Rollout, Mapping[str, Report], tuple[str, ...]
+]:
     """The repository's devices and head, and the reports: from the folder, or from the
     broker, whose retained messages flow in while the repository is read."""
     if args.from_dir is not None:
