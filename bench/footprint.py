@@ -15,12 +15,15 @@ Printed:
 4. **image sizes**: every ``fleetgate:<version>*`` image present (``scripts/image``).
 
     .venv/bin/python bench/footprint.py [--passes 1000] [--repeat 5]
-        [--only idle] [--image fleetgate:0.1.0] [--breakdown]
+        [--only idle|no-change|cold|images] [--image fleetgate:0.1.0] [--breakdown]
+        [--before CMD]
 
-``--only idle``: section 1 only. ``--image``: the idle agent runs in that image (its
-Python and wheels, as a device runs it) with this checkout's ``reconciler`` mounted
-over the installed one. ``--breakdown``: the RSS each package adds, by importing the
-idle agent's modules again in their order in a fresh interpreter.
+``--only SECTION`` runs that section alone. ``--image``: the idle agent runs in that
+image (its Python and wheels, as a device runs it) with this checkout's ``reconciler``
+mounted over the installed one. ``--breakdown``: the RSS each package adds, by importing
+the idle agent's modules again in their order in a fresh interpreter. ``--before CMD``
+also times another ``fleetgate`` (e.g. a wrapper running an older checkout) on the same
+converged device in the same run, for a before/after figure.
 
 Everything created carries the run's label / device id and is removed at the end.
 """
@@ -107,14 +110,19 @@ def no_change(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, floa
         timed(apply, 1, timeout=600)  # converge once: creates the 30 containers
         for cmd in compose:
             timed(cmd, 1, timeout=300)
-        fg = timed(apply, args.repeat, timeout=120)
-        walls = []
+        # Interleaved (apply, before, compose in each round) so that a machine whose load
+        # changes during the run weighs on every side alike; medians of the rounds.
+        fgs, befores, walls = [], [], []
         for _ in range(args.repeat):
+            fgs.append(timed(apply, 1, timeout=120))
+            if args.before:
+                befores.append(timed([args.before, *apply[1:]], 1, timeout=120))
             start = time.perf_counter()
             for cmd in compose:
                 timed(cmd, 1, timeout=120)
             walls.append(time.perf_counter() - start)
-        dc = statistics.median(walls)
+        fg, dc = statistics.median(fgs), statistics.median(walls)
+        before = statistics.median(befores) if befores else 0.0
     finally:
         client = docker.from_env()
         bench_agent.cleanup(client, device)
@@ -123,7 +131,10 @@ def no_change(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, floa
         for n in client.networks.list():
             if n.name.startswith(f"fp-{RUN}-"):
                 n.remove()
-    return {"apply_s": fg, "compose_s": dc, "ratio": dc / fg}
+    result = {"apply_s": fg, "compose_s": dc, "ratio": dc / fg}
+    if args.before:
+        result |= {"before_apply_s": before, "before_ratio": dc / before}
+    return result
 
 
 def idle(args: argparse.Namespace, image: str, tmp: Path) -> dict[str, Any]:
@@ -210,13 +221,21 @@ def image_sizes() -> dict[str, float]:
     return sizes
 
 
+SECTIONS = ("idle", "no-change", "cold", "images")
+
+
+def print_idle(i: dict[str, Any]) -> None:
+    rss, before, hwm = (i[k] / 1024 for k in ("rss_kb", "rss_before_kb", "hwm_kb"))
+    print(f"idle agent after {i['passes']} passes: RSS {rss:.1f} MB (before them "
+          f"{before:.1f} MB, peak {hwm:.1f} MB), CPU {i['cpu_per_pass'] * 1000:.2f} ms"
+          " per idle pass", flush=True)  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument(
-        "--only", choices=("idle",), default=None, help="run only this section (idle: point 4)"
-    )
+    parser.add_argument("--only", choices=SECTIONS, default=None, help="run one section alone")
     parser.add_argument(
         "--image",
         default=None,
@@ -226,47 +245,50 @@ def main() -> int:
     parser.add_argument(
         "--breakdown", action="store_true", help="RSS each package of the idle agent adds"
     )
+    parser.add_argument("--before", default=None, help="another fleetgate to time (no-change)")
     args = parser.parse_args()
     args.modules = None
+    wanted = SECTIONS if args.only is None else (args.only,)
     client = docker.from_env()
-    image = bench_agent.build_image(client)
     results: dict[str, Any] = {}
-    try:
-        with tempfile.TemporaryDirectory(prefix="fleetgate-footprint-") as t:
-            tmp = Path(t)
-            if args.breakdown:
-                args.modules = str(tmp / "modules.txt")
-            results["idle"] = i = idle(args, image, tmp)
-            rss, before, hwm = (i[k] / 1024 for k in ("rss_kb", "rss_before_kb", "hwm_kb"))
-            print(f"idle agent after {i['passes']} passes: RSS {rss:.1f} MB (before them "
-                  f"{before:.1f} MB, peak {hwm:.1f} MB), CPU {i['cpu_per_pass'] * 1000:.2f} ms"
-                  " per idle pass", flush=True)  # fmt: skip
-            if args.breakdown:
-                costs = breakdown(Path(args.modules), args.image)
-                results["breakdown_kb"] = costs
-                total = sum(costs.values())
-                print(f"import replay: {total / 1024:.1f} MB; the largest shares:")
-                for group, kb in sorted(costs.items(), key=lambda kv: -kv[1])[:25]:
-                    print(f"  {group:32s} {kb / 1024:5.1f} MB")
-            if args.only == "idle":
-                quiet = os.environ.get("FOOTPRINT_QUIET")
-                print(json.dumps(results), file=sys.stderr if quiet else sys.stdout)
-                return 0
-            results["no_change"] = no_change(args, image, tmp)
-    finally:
-        bench_agent.cleanup(client, f"fi-{RUN}")
-    results["cold"] = cold_start(args.repeat)
-    results["images_mb"] = image_sizes()
-    n, c = results["no_change"], results["cold"]
-    print(f"no-change, {PROJECTS} projects / {PROJECTS * SERVICES} services: fleetgate apply "
-          f"{n['apply_s'] * 1000:.0f} ms, docker compose up -d {n['compose_s'] * 1000:.0f} ms: "
-          f"{n['ratio']:.1f}x")  # fmt: skip
-    print(f"cold start: fleetgate --version {c['version_s'] * 1000:.0f} ms, "
-          f"validate (example fleet) {c['validate_s'] * 1000:.0f} ms")  # fmt: skip
-    for tag, mb in sorted(results["images_mb"].items()):
-        print(f"image {tag}: {mb:.1f} MB")
-    if not results["images_mb"]:
-        print("image: none built (scripts/image)")
+    if "idle" in wanted or "no-change" in wanted:
+        image = bench_agent.build_image(client)
+        try:
+            with tempfile.TemporaryDirectory(prefix="fleetgate-footprint-") as t:
+                tmp = Path(t)
+                if "idle" in wanted:
+                    if args.breakdown:
+                        args.modules = str(tmp / "modules.txt")
+                    results["idle"] = idle(args, image, tmp)
+                    print_idle(results["idle"])
+                    if args.breakdown:
+                        costs = breakdown(Path(args.modules), args.image)
+                        results["breakdown_kb"] = costs
+                        total = sum(costs.values())
+                        print(f"import replay: {total / 1024:.1f} MB; the largest shares:")
+                        for group, kb in sorted(costs.items(), key=lambda kv: -kv[1])[:25]:
+                            print(f"  {group:32s} {kb / 1024:5.1f} MB")
+                if "no-change" in wanted:
+                    results["no_change"] = n = no_change(args, image, tmp)
+                    print(f"no-change, {PROJECTS} projects / {PROJECTS * SERVICES} services: "
+                          f"fleetgate apply {n['apply_s'] * 1000:.0f} ms, docker compose up -d "
+                          f"{n['compose_s'] * 1000:.0f} ms: {n['ratio']:.1f}x "
+                          f"(load {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+                    if args.before:
+                        print(f"  before: {args.before} {n['before_apply_s'] * 1000:.0f} ms: "
+                              f"{n['before_ratio']:.1f}x", flush=True)  # fmt: skip
+        finally:
+            bench_agent.cleanup(client, f"fi-{RUN}")
+    if "cold" in wanted:
+        results["cold"] = c = cold_start(args.repeat)
+        print(f"cold start: fleetgate --version {c['version_s'] * 1000:.0f} ms, "
+              f"validate (example fleet) {c['validate_s'] * 1000:.0f} ms")  # fmt: skip
+    if "images" in wanted:
+        results["images_mb"] = image_sizes()
+        for tag, mb in sorted(results["images_mb"].items()):
+            print(f"image {tag}: {mb:.1f} MB")
+        if not results["images_mb"]:
+            print("image: none built (scripts/image)")
     print(json.dumps(results), file=sys.stderr if os.environ.get("FOOTPRINT_QUIET") else sys.stdout)
     return 0
 

@@ -137,7 +137,7 @@ class FakeRuntime:
 
     # ------------------------------------------------------------- the port
 
-    def observe(self, device: str) -> ObservedState:
+    def observe(self, device: str, *, brief: bool = False) -> ObservedState:
         mine = [c for c in self.containers.values() if c.device == device]
         return ObservedState(
             device=device,

@@ -32,7 +32,7 @@ from reconciler.store import StateStore
 class BrokenRuntime(FakeRuntime):
     """An engine that stops answering."""
 
-    def observe(self, device: str) -> ObservedState:
+    def observe(self, device: str, *, brief: bool = False) -> ObservedState:
         raise EngineError("engine unreachable: connection refused")
 
 

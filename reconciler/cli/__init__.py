@@ -111,9 +111,12 @@ def add_output_flag(parser: argparse.ArgumentParser, *extra: str) -> None:
     )
 
 
-def add_state_dir_flag(parser: argparse.ArgumentParser) -> None:
-    from reconciler.render.device import DEFAULT_STATE_DIR  # noqa: PLC0415  # only where it is shown
+DEFAULT_STATE_DIR = "/var/lib/fleetgate"
+"""The render stage's default (``reconciler.render.device``), not imported from there: a
+no-change ``apply`` would load the render stage just to print this help."""
 
+
+def add_state_dir_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-dir",
         default=None,
@@ -123,8 +126,6 @@ def add_state_dir_flag(parser: argparse.ArgumentParser) -> None:
 
 def state_dir_of(args: argparse.Namespace) -> Path:
     """``--state-dir`` wins over ``FLEETGATE_STATE_DIR``, which wins over the default."""
-    from reconciler.render.device import DEFAULT_STATE_DIR  # noqa: PLC0415  # see add_state_dir_flag
-
     chosen = args.state_dir or os.environ.get("FLEETGATE_STATE_DIR") or DEFAULT_STATE_DIR
     # Absolute before it reaches anything: the engine resolves bind sources on its own
     # host, where a relative path means nothing.

@@ -19,18 +19,17 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import EXIT_FAILED, EXIT_OK, add_output_flag
 from reconciler.cli.output import emit
 from reconciler.cli.plan import add_target_flags, observe_locks, open_target
-from reconciler.engine.docker import DockerEngine
 from reconciler.errors import UsageError
-from reconciler.manifests.tree import RepoTree
-from reconciler.reconcile.converge import Convergence
-from reconciler.reconcile.run import PassResult, reconcile_once
-from reconciler.store import StateStore
 from reconciler.units import parse_duration
+
+if TYPE_CHECKING:  # the pass's modules are imported after the arguments are parsed
+    from reconciler.reconcile.converge import Convergence
+    from reconciler.reconcile.run import PassResult
 
 
 def register(subparsers: Any) -> None:
@@ -56,24 +55,30 @@ def run(args: argparse.Namespace) -> int:
             timeout = parse_duration(args.health_timeout)
         except ValueError as e:
             raise UsageError(f"--health-timeout: {e}") from None
+    from reconciler.engine.docker_socket import SocketEngine  # noqa: PLC0415  # lazy: see the imports
+    from reconciler.manifests.tree import RepoTree  # noqa: PLC0415
+    from reconciler.reconcile.run import reconcile_once  # noqa: PLC0415
+    from reconciler.store import StateStore  # noqa: PLC0415
+
     device, state, checkout = open_target(args)
     store = StateStore(state, device)
     with store.exclusive():
         now = datetime.now(UTC)
-        held = observe_locks(
-            state, device, record=store.load(), revision=checkout.revision, now=now
-        )
+        record = store.load()
+        held = observe_locks(state, device, record=record, revision=checkout.revision, now=now)
         result = reconcile_once(
             tree=RepoTree(checkout.root),
             revision=checkout.revision,
             device=device,
             state_dir=state,
-            runtime=DockerEngine(args.docker_host),
+            runtime=SocketEngine(args.docker_host),
             store=store,
             retry=args.retry,
             health_timeout=timeout,
             ignore_windows=args.ignore_windows,
             held_stacks=held,
+            remember=True,
+            record=record,
         )
     if args.output == "json":
         emit({**result.to_json(), "dirty": checkout.dirty})

@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli import (
     EXIT_OK,
@@ -33,17 +33,13 @@ from reconciler.cli import (
     state_dir_of,
 )
 from reconciler.cli.output import emit
-from reconciler.decide.gates import DEFAULT_MAX_DEFER, lock_gate
-from reconciler.decide.passplan import Gates, PassPlan, decide
-from reconciler.engine.docker import DockerEngine
 from reconciler.errors import UsageError
-from reconciler.lockfiles import clocks_path, load_clocks, lock_root, locked_stacks
-from reconciler.manifests.tree import RepoTree
-from reconciler.reconcile.converge import PassSteps, observe_host, steps_toward
-from reconciler.reconcile.run import build_desired
-from reconciler.record import DeviceRecord
-from reconciler.source import Checkout, open_source
-from reconciler.store import StateStore
+
+if TYPE_CHECKING:  # imported where used: `apply` and `plan` load only what their path needs
+    from reconciler.decide.passplan import PassPlan
+    from reconciler.reconcile.converge import PassSteps
+    from reconciler.record import DeviceRecord
+    from reconciler.source import Checkout
 
 _DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -68,6 +64,8 @@ def open_target(args: argparse.Namespace) -> tuple[str, Path, Checkout]:
     if not _DEVICE_ID.match(device):
         raise UsageError(f"--device {device!r}: a device id is [a-z0-9][a-z0-9-]{{0,62}}")
     state = state_dir_of(args)
+    from reconciler.source.fetch import open_source  # noqa: PLC0415  # lazy: see the imports
+
     checkout = open_source(
         args.repo, state / "cache", ref=args.ref, allowed_signers=args.allowed_signers
     )
@@ -84,6 +82,9 @@ def observe_locks(
     lock more time), then :func:`reconciler.decide.gates.lock_gate` with the default
     ``maxDefer``.
     """
+    from reconciler.decide.gates import DEFAULT_MAX_DEFER, lock_gate  # noqa: PLC0415
+    from reconciler.lockfiles import clocks_path, load_clocks, lock_root, locked_stacks  # noqa: PLC0415
+
     locked = locked_stacks(lock_root(state, device))
     clocks = load_clocks(clocks_path(state, device))
     applied = record.last_applied
@@ -105,6 +106,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.decide.passplan import Gates, decide  # noqa: PLC0415  # lazy: see the imports
+    from reconciler.engine.docker_socket import SocketEngine  # noqa: PLC0415
+    from reconciler.manifests.tree import RepoTree  # noqa: PLC0415
+    from reconciler.reconcile.converge import observe_host, steps_toward  # noqa: PLC0415
+    from reconciler.render.desired import build_desired  # noqa: PLC0415
+    from reconciler.store import StateStore  # noqa: PLC0415
+
     device, state, checkout = open_target(args)
     desired = build_desired(RepoTree(checkout.root), checkout.revision, device, str(state))
     record = StateStore(state, device).load()
@@ -114,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     decided = decide(record, desired, gates, now)
     steps = None
     if decided.target is not None:
-        host = observe_host(DockerEngine(args.docker_host), decided.target)
+        host = observe_host(SocketEngine(args.docker_host), decided.target)
         steps = steps_toward(
             decided.target,
             host,

@@ -94,9 +94,11 @@ class DockerEngine:
 
     # ------------------------------------------------------------------ observe
 
-    def observe(self, device: str) -> ObservedState:
-        """One list call per object kind; inspect only this device's containers."""
-        return docker_observe.observe(self.api, device, self.inspect_container)
+    def observe(self, device: str, *, brief: bool = False) -> ObservedState:
+        """One list call per object kind; inspect this device's containers (with
+        ``brief``, only those the list cannot describe: see
+        :func:`reconciler.engine.docker_observe.listed_container`)."""
+        return docker_observe.observe(self.api, device, self.inspect_container, brief=brief)
 
     def inspect_container(self, container_id: str) -> ObservedContainer | None:
         """Fresh state of one container; ``None`` when it does not exist (any more)."""

@@ -1,8 +1,9 @@
 """Reading the Docker engine: observe a device's objects, inspect, follow events.
 
 The read half of the Docker adapter (:mod:`reconciler.engine.docker` acts and holds the
-connection). Also the shared translation of docker exceptions into one-line,
-credential-free :class:`~reconciler.errors.EngineError` reasons.
+connection); the JSON → snapshot translation is :mod:`reconciler.engine.docker_listing`.
+Also the shared translation of docker exceptions into one-line, credential-free
+:class:`~reconciler.errors.EngineError` reasons.
 """
 
 from __future__ import annotations
@@ -16,29 +17,19 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from reconciler.engine import spec as engine_spec
+from reconciler.engine.docker_listing import assemble, observed_container
+from reconciler.engine.docker_listing import managed_by as managed_by  # noqa: PLC0414  # re-exported for engine/docker.py
 from reconciler.errors import EngineError
 from reconciler.model import (
-    LABEL_CONFIG_HASH,
     LABEL_DEVICE,
-    LABEL_FIELD_HASHES,
     LABEL_MANAGED,
-    LABEL_REVISION,
     LABEL_SERVICE,
     LABEL_STACK,
-    ContainerState,
     ObservedContainer,
-    ObservedImage,
-    ObservedNetwork,
     ObservedState,
-    ObservedVolume,
 )
 from reconciler.redaction import redact_urls
 
-_STATES: frozenset[str] = frozenset(
-    ("created", "running", "restarting", "paused", "exited", "dead", "removing")
-)
-_HEALTH = frozenset(("starting", "healthy", "unhealthy"))
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
@@ -71,41 +62,6 @@ def fail(action: str, error: BaseException) -> NoReturn:
     raise EngineError(f"docker: {action} failed: {one_line(error)}") from error
 
 
-def managed_by(labels: Mapping[str, str] | None, device: str | None = None) -> bool:
-    """True when ``labels`` mark a fleetgate object (of ``device``, when given)."""
-    labels = labels or {}
-    if labels.get(LABEL_MANAGED) != "true":
-        return False
-    return device is None or labels.get(LABEL_DEVICE) == device
-
-
-def observed_container(info: Mapping[str, Any]) -> ObservedContainer:
-    """Convert one ``docker inspect`` result into an ObservedContainer."""
-    config = info.get("Config") or {}
-    labels: Mapping[str, str] = config.get("Labels") or {}
-    state_info = info.get("State") or {}
-    status = str(state_info.get("Status", "dead"))
-    state: ContainerState = status if status in _STATES else "dead"  # type: ignore[assignment]  # checked against the closed set
-    health_status = (state_info.get("Health") or {}).get("Status")
-    health = health_status if health_status in _HEALTH else None
-    exit_code = state_info.get("ExitCode") if state in ("exited", "dead", "restarting") else None
-    return ObservedContainer(
-        id=str(info["Id"]),
-        name=str(info.get("Name", "")).lstrip("/"),
-        stack=labels.get(LABEL_STACK, ""),
-        service=labels.get(LABEL_SERVICE, ""),
-        state=state,
-        config_hash=labels.get(LABEL_CONFIG_HASH, ""),
-        field_hashes=engine_spec.decode_field_hashes(labels.get(LABEL_FIELD_HASHES, "")),
-        revision=labels.get(LABEL_REVISION, ""),
-        image=str(config.get("Image", "")),
-        image_id=str(info.get("Image", "")),
-        health=health,
-        restart_count=int(info.get("RestartCount") or 0),
-        exit_code=None if exit_code is None else int(exit_code),
-    )
-
-
 CONTAINER_EVENTS = ("die", "destroy", "stop")
 """Container events of managed containers that may mean drift (see :meth:`DockerEngine.events`)."""
 
@@ -126,9 +82,12 @@ def observe(
     api: docker.APIClient,
     device: str,
     inspect: Callable[[str], ObservedContainer | None] | None = None,
+    *,
+    brief: bool = False,
 ) -> ObservedState:
     """One list call per object kind; inspect (``inspect``, default :func:`inspect_container`)
-    only this device's containers."""
+    this device's containers: every one, or with ``brief`` only those the list cannot
+    describe (:func:`listed_container`)."""
     inspect_one = inspect or (lambda container_id: inspect_container(api, container_id))
     try:
         listed = api.containers(all=True)
@@ -139,44 +98,7 @@ def observe(
         images = api.images()
     except DOCKER_ERRORS as e:
         fail("listing objects", e)
-    containers: list[ObservedContainer] = []
-    foreign: set[str] = set()
-    for entry in listed:
-        names = [str(n).lstrip("/") for n in entry.get("Names") or ()]
-        if not managed_by(entry.get("Labels"), device):
-            foreign.update(names)
-            continue
-        observed = inspect_one(str(entry["Id"]))
-        if observed is not None:  # vanished between list and inspect
-            containers.append(observed)
-    own_networks = [
-        ObservedNetwork(str(n["Id"]), str(n["Name"]), (n.get("Labels") or {}).get(LABEL_STACK, ""))
-        for n in networks
-        if managed_by(n.get("Labels"), device)
-    ]
-    foreign_networks = {str(n["Name"]) for n in networks if not managed_by(n.get("Labels"), device)}
-    own_volumes = [
-        ObservedVolume(str(v["Name"]), (v.get("Labels") or {}).get(LABEL_STACK, ""))
-        for v in (volumes or {}).get("Volumes") or ()
-        if managed_by(v.get("Labels"), device)
-    ]
-    observed_images = [
-        ObservedImage(
-            id=str(i["Id"]),
-            tags=tuple(sorted(t for t in i.get("RepoTags") or () if t != "<none>:<none>")),
-            digests=tuple(sorted(d for d in i.get("RepoDigests") or () if "<none>" not in d)),
-        )
-        for i in images
-    ]
-    return ObservedState(
-        device=device,
-        containers=tuple(sorted(containers, key=lambda c: (c.stack, c.service, c.name))),
-        networks=tuple(sorted(own_networks, key=lambda n: n.name)),
-        volumes=tuple(sorted(own_volumes, key=lambda v: v.name)),
-        images=tuple(sorted(observed_images, key=lambda i: i.id)),
-        foreign_names=frozenset(foreign),
-        foreign_networks=frozenset(foreign_networks),
-    )
+    return assemble(device, (listed, networks, volumes, images), inspect_one, brief=brief)
 
 
 def inspect_container(api: docker.APIClient, container_id: str) -> ObservedContainer | None:

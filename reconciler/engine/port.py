@@ -22,10 +22,12 @@ ProgressCallback = Callable[[str, Mapping[str, object]], None]
 
 
 class Runtime(Protocol):
-    def observe(self, device: str) -> ObservedState:
+    def observe(self, device: str, *, brief: bool = False) -> ObservedState:
         """One snapshot of everything labelled as owned by ``device`` (plus foreign names).
 
-        Containers that vanish between list and inspect are skipped.
+        Containers that vanish between list and inspect are skipped. ``brief``: what the
+        planner reads (ids, names, state, labels, images, health) may come from the list
+        alone; restart counts are then not observed (0) and must not be relied on.
         """
         ...
 

@@ -159,8 +159,10 @@ class HostSnapshot:
 
 
 def observe_host(runtime: Runtime, desired: DesiredState) -> HostSnapshot:
-    """Observe the engine and the host paths of ``desired`` once (engine errors propagate)."""
-    return HostSnapshot(runtime.observe(desired.device), existing_paths(desired))
+    """Observe the engine and the host paths of ``desired`` once (engine errors propagate).
+
+    The planner's view (``brief``): no restart counts, so no inspect per container."""
+    return HostSnapshot(runtime.observe(desired.device, brief=True), existing_paths(desired))
 
 
 @dataclass(frozen=True, slots=True)

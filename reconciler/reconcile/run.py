@@ -32,10 +32,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from reconciler import validated
 from reconciler.crashpoints import crashpoint
 from reconciler.decide.passplan import Gates, PassPlan, decide
 from reconciler.decide.rollout import fingerprint
@@ -48,9 +49,11 @@ from reconciler.model import DesiredState, Policy
 from reconciler.reconcile.converge import Clock, ConfigSource, Convergence, SystemClock, converge
 from reconciler.reconcile.outcome import OUTCOMES, STOPPED_AT, Outcome, PassResult
 from reconciler.record import DeviceRecord
-from reconciler.render.desired import build_desired
 from reconciler.stages import Stage
 from reconciler.store import StateStore
+
+if TYPE_CHECKING:
+    from reconciler.render.desired import build_desired
 
 __all__ = [
     "OUTCOMES",
@@ -61,6 +64,16 @@ __all__ = [
     "reconcile_desired",
     "reconcile_once",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``build_desired`` is re-exported lazily (importing the render stage is the cost of a
+    no-change pass that :mod:`reconciler.validated` avoids)."""
+    if name == "build_desired":
+        from reconciler.render.desired import build_desired  # noqa: PLC0415
+
+        return build_desired
+    raise AttributeError(name)
 
 
 def reconcile_once(
@@ -80,6 +93,8 @@ def reconcile_once(
     held_stacks: frozenset[str] | Mapping[str, datetime] = frozenset(),
     repair_drift: bool = True,
     log: Any = None,
+    remember: bool = False,
+    record: DeviceRecord | None = None,
 ) -> PassResult:
     """Converge ``device`` once toward ``revision`` of ``tree`` (see the module docstring).
 
@@ -88,13 +103,29 @@ def reconcile_once(
     windows. ``held_stacks``: stacks whose application holds ``updates.lock``; a mapping
     to the end of each deferral (``LockGate.held``) puts that time in the reason.
     ``repair_drift=False`` makes drift repair of the applied revision wait for a window
-    too. Raises only for programming errors; every :class:`FleetgateError` becomes an
-    outcome.
+    too. ``remember``: a desired state that passed validation is kept in the state
+    directory and reused while the tree, device and policy are unchanged
+    (:mod:`reconciler.validated`). Raises only for programming errors; every
+    :class:`FleetgateError` becomes an outcome. ``record``: the device record the caller
+    just loaded from ``store`` under its lock (read once, not twice).
     """
     until = held_stacks if isinstance(held_stacks, Mapping) else dict.fromkeys(held_stacks)
     gates = Gates(dict(until), ignore_windows, retry, repair_drift)
-    run = _Pass(runtime, store, clock=clock, log=log, health_timeout=health_timeout, settle=settle)
-    return run.run(revision, lambda: run.build(tree, revision, str(state_dir), policy), tree, gates)
+    run = _Pass(
+        runtime,
+        store,
+        clock=clock,
+        log=log,
+        health_timeout=health_timeout,
+        settle=settle,
+        record=record,
+    )
+    return run.run(
+        revision,
+        lambda: run.build(tree, revision, str(state_dir), policy, remember=remember),
+        tree,
+        gates,
+    )
 
 
 def reconcile_desired(
@@ -129,6 +160,7 @@ class _Pass:
         log: Any,
         health_timeout: float | None,
         settle: float,
+        record: DeviceRecord | None = None,
     ) -> None:
         self.runtime = runtime
         self.store = store
@@ -136,7 +168,7 @@ class _Pass:
         self.log = (log or structlog.get_logger()).bind(device=store.device)
         self.health_timeout = health_timeout
         self.settle = settle
-        self.record = store.load()
+        self.record = store.load() if record is None else record
         self.stage: Stage | None = None
         self.revision: str | None = None
         self.target: str | None = None
@@ -225,16 +257,33 @@ class _Pass:
         return self.update_to(desired, decided, tree)
 
     def build(
-        self, tree: RepoTree, revision: str | None, state_dir: str, local: Policy | None
+        self,
+        tree: RepoTree,
+        revision: str | None,
+        state_dir: str,
+        local: Policy | None,
+        *,
+        remember: bool = False,
     ) -> DesiredState | None:
-        """The desired state; ``None`` (with ``findings`` set) when rejected."""
+        """The desired state; ``None`` (with ``findings`` set) when rejected.
+
+        ``remember``: recalled from / kept in :mod:`reconciler.validated` (the render
+        modules are then imported only when the tree changed)."""
+        device = self.store.device
+        key = validated.memo_key(tree, revision, device, state_dir, local) if remember else None
+        known = validated.recall(state_dir, device, key, self.log)
+        if known is not None:
+            self.log.debug("validated.remembered", revision=revision)
+            return known
+        from reconciler.render.desired import build_desired  # noqa: PLC0415  # lazy: see above
+
         try:
-            return build_desired(
-                tree, revision, self.store.device, state_dir, local=local, at=self._at
-            )
+            desired = build_desired(tree, revision, device, state_dir, local=local, at=self._at)
         except ManifestError as e:
             self.findings = e.findings
             return None
+        validated.remember(state_dir, device, key, desired, self.log)
+        return desired
 
     def _at(self, stage: Stage) -> None:
         self.stage = stage

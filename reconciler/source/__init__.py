@@ -1,4 +1,4 @@
-"""The Git source adapter: the only package that runs git (through GitPython).
+"""The Git source adapter: the only package that runs git.
 
 - :mod:`reconciler.source.gitcmd` runs one git command safely (timeouts, no prompts,
   git's stderr redacted by :mod:`reconciler.redaction`);

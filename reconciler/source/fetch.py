@@ -23,8 +23,8 @@ full 40-hex commit SHA it came from. Contracts:
   history on purpose: the agent must be able to return to its last good revision
   without the network, and a fleet repository is small.
 - A full SHA that is already in the mirror is served without touching the network.
-- Every git process is killed after ``timeout`` seconds (GitPython's
-  ``kill_after_timeout``); it never prompts (``GIT_TERMINAL_PROMPT=0``, ssh ``BatchMode``).
+- Every git process is killed after ``timeout`` seconds (with its helpers: see
+  :mod:`reconciler.source.gitcmd`); it never prompts (``GIT_TERMINAL_PROMPT=0``, ssh ``BatchMode``).
 - Credentials in a URL (``https://user:token@host``) are never written to disk nor put
   on a command line: they reach git through the environment and an inline credential
   helper. Every message shows the URL as ``scheme://***@host`` (any userinfo, any scheme:
