@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,29 @@ def remember(
         write_atomic(memo_path(state_dir, device), raw, mode=0o600, root=Path(state_dir))
     except (OSError, FleetgateError) as e:
         log.warning("validated.unsaved", error=getattr(e, "strerror", None) or str(e))
+
+
+def desired_state(
+    tree: RepoTree,
+    revision: str | None,
+    device: str,
+    state_dir: str,
+    local: Policy | None,
+    *,
+    at: Callable[[Any], None],
+    log: Any,
+    remember_it: bool,
+) -> DesiredState:
+    """The device's desired state: recalled when ``remember_it`` and the key matches,
+    else built (load + render + policy; raises ``ManifestError``) and, when it passed,
+    kept. The render modules are imported only when the tree changed."""
+    key = memo_key(tree, revision, device, state_dir, local) if remember_it else None
+    known = recall(state_dir, device, key, log)
+    if known is not None:
+        log.debug("validated.remembered", revision=revision)
+        return known
+    from reconciler.render.desired import build_desired  # noqa: PLC0415  # lazy: see above
+
+    desired = build_desired(tree, revision, device, state_dir, local=local, at=at)
+    remember(state_dir, device, key, desired, log)
+    return desired

@@ -23,7 +23,7 @@ from support.passes import FleetRepo
 from support.registry import Registry
 
 from reconciler.manifests.tree import RepoTree
-from reconciler.reconcile.run import build_desired
+from reconciler.render.desired import build_desired
 
 pytestmark = pytest.mark.docker
 

@@ -25,7 +25,7 @@ from reconciler.errors import EngineError
 from reconciler.manifests.tree import RepoTree
 from reconciler.model import ObservedState
 from reconciler.reconcile.converge import ConfigSource
-from reconciler.reconcile.run import build_desired
+from reconciler.render.desired import build_desired
 from reconciler.store import StateStore
 
 

@@ -119,3 +119,16 @@ class PassResult:
 
 def _time(moment: datetime | None) -> str | None:
     return None if moment is None else rfc3339(moment)
+
+
+def unwritable_record(error: OSError) -> str:
+    """One line for a device record that cannot be written (a full or read-only disk)."""
+    return (
+        f"cannot write the device record under the state directory: "
+        f"{error.strerror or error}; free space there, the next pass retries"
+    )
+
+
+def join_reasons(*parts: str | None) -> str:
+    """The non-empty parts of a reason, joined with '; '."""
+    return "; ".join(p for p in parts if p)

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
@@ -47,33 +47,26 @@ from reconciler.errors import Finding, FleetgateError, ManifestError
 from reconciler.manifests.tree import RepoTree
 from reconciler.model import DesiredState, Policy
 from reconciler.reconcile.converge import Clock, ConfigSource, Convergence, SystemClock, converge
-from reconciler.reconcile.outcome import OUTCOMES, STOPPED_AT, Outcome, PassResult
+from reconciler.reconcile.outcome import (
+    OUTCOMES,
+    STOPPED_AT,
+    Outcome,
+    PassResult,
+    join_reasons,
+    unwritable_record,
+)
 from reconciler.record import DeviceRecord
 from reconciler.stages import Stage
 from reconciler.store import StateStore
-
-if TYPE_CHECKING:
-    from reconciler.render.desired import build_desired
 
 __all__ = [
     "OUTCOMES",
     "Outcome",
     "PassResult",
     "Stage",
-    "build_desired",
     "reconcile_desired",
     "reconcile_once",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """``build_desired`` is re-exported lazily (importing the render stage is the cost of a
-    no-change pass that :mod:`reconciler.validated` avoids)."""
-    if name == "build_desired":
-        from reconciler.render.desired import build_desired  # noqa: PLC0415
-
-        return build_desired
-    raise AttributeError(name)
 
 
 def reconcile_once(
@@ -226,7 +219,7 @@ class _Pass:
         try:
             self.store.save(self.record)
         except OSError as e:  # a full disk: the pass already says so, never a traceback
-            self.log.error("record.unsaved", error=_unwritable(e))
+            self.log.error("record.unsaved", error=unwritable_record(e))
         self.log.info("pass.finished", outcome=outcome, reason=reason, stage=self.stage)
 
     def save(self, record: DeviceRecord) -> None:
@@ -234,7 +227,7 @@ class _Pass:
         try:
             self.store.save(record)
         except OSError as e:
-            raise FleetgateError(_unwritable(e)) from None
+            raise FleetgateError(unwritable_record(e)) from None
 
     # ----------------------------------------------------------------- pipeline
 
@@ -269,21 +262,14 @@ class _Pass:
 
         ``remember``: recalled from / kept in :mod:`reconciler.validated` (the render
         modules are then imported only when the tree changed)."""
-        device = self.store.device
-        key = validated.memo_key(tree, revision, device, state_dir, local) if remember else None
-        known = validated.recall(state_dir, device, key, self.log)
-        if known is not None:
-            self.log.debug("validated.remembered", revision=revision)
-            return known
-        from reconciler.render.desired import build_desired  # noqa: PLC0415  # lazy: see above
-
         try:
-            desired = build_desired(tree, revision, device, state_dir, local=local, at=self._at)
+            return validated.desired_state(
+                tree, revision, self.store.device, state_dir, local,
+                at=self._at, log=self.log, remember_it=remember,
+            )  # fmt: skip
         except ManifestError as e:
             self.findings = e.findings
             return None
-        validated.remember(state_dir, device, key, desired, self.log)
-        return desired
 
     def _at(self, stage: Stage) -> None:
         self.stage = stage
@@ -319,12 +305,14 @@ class _Pass:
         if stopped is not None:
             # Nothing running was touched (or this was drift repair): see STOPPED_AT.
             self.stage, outcome = stopped
-            why = _join(conv.error, lock_reason) if outcome == "waiting" else conv.error or ""
+            why = (
+                join_reasons(conv.error, lock_reason) if outcome == "waiting" else conv.error or ""
+            )
             return self.result(outcome, why)
         if held and conv.healthy:
             self.stage = Stage.GATE
             done = conv.summary() if conv.done else None
-            return self.result("waiting", _join(lock_reason, wait_reason, done))
+            return self.result("waiting", join_reasons(lock_reason, wait_reason, done))
         if conv.report is None and conv.healthy:
             return self.result("succeeded", "already converged; nothing to do")
         self.stage = Stage.HEALTH
@@ -419,16 +407,3 @@ class _Pass:
     def _applied(self, rev: str) -> None:
         self.save(self.record.applied(rev, self.clock.now()))
         crashpoint("reconcile.after-apply")
-
-
-def _unwritable(error: OSError) -> str:
-    """One line for a device record that cannot be written (a full or read-only disk)."""
-    return (
-        f"cannot write the device record under the state directory: "
-        f"{error.strerror or error}; free space there, the next pass retries"
-    )
-
-
-def _join(*parts: str | None) -> str:
-    """The non-empty parts of a reason, joined with '; '."""
-    return "; ".join(p for p in parts if p)
