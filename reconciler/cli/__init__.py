@@ -36,7 +36,6 @@ from reconciler.errors import (
     escape_text,
 )
 from reconciler.redaction import redact, redact_url, text_secrets
-from reconciler.report.logs import configure_logging
 
 if TYPE_CHECKING:
     from reconciler.source import Checkout
@@ -210,11 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    configure_logging()
     words = list(sys.argv[1:] if argv is None else argv)
     hidden = text_secrets(words)  # --repo u:pw@... credentials
     try:
         args = build_parser(words).parse_args(words)
+        # after parsing: --version and --help do not pay for structlog's import
+        from reconciler.report.logs import configure_logging  # noqa: PLC0415
+
+        configure_logging()
         handler: Handler = args.handler
         return handler(args)
     except UsageError as e:
