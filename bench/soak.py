@@ -14,11 +14,13 @@ repairs converged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import docker
@@ -44,10 +46,21 @@ def gauges() -> dict[str, int]:
     }
 
 
+def fd_targets() -> Counter[str]:
+    """What the open descriptors point at, sockets and pipes by kind (their inode varies)."""
+    kinds: Counter[str] = Counter()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = str(fd.readlink())
+            kinds[target.split(":[", maxsplit=1)[0] + ":" if ":[" in target else target] += 1
+    return kinds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=10_000)
     parser.add_argument("--drift-every", type=int, default=100)
+    parser.add_argument("--every", type=int, default=1000, help="print the gauges every N passes")
     args = parser.parse_args()
     configure_logging(json=True, level="error")
     client = docker.from_env(timeout=120)
@@ -76,6 +89,8 @@ def main() -> int:
             first = agent.run_pass(frozenset({"start"}))
             assert first.outcome == "succeeded", first.reason
             start, t0 = gauges(), time.monotonic()
+            start_fds = fd_targets()
+            print(f"pass 0: {start}", flush=True)
             repaired = drifts = 0
             for n in range(1, args.passes + 1):
                 reasons: frozenset[str] = frozenset()
@@ -88,8 +103,11 @@ def main() -> int:
                 if reasons and client.containers.list(filters={"name": f"{device}_mqtt"}):
                     repaired += 1
                     assert status.outcome == "succeeded", status.reason
+                if n % args.every == 0:
+                    print(f"pass {n}: {gauges()} {time.monotonic() - t0:.0f}s", flush=True)
             wall = time.monotonic() - t0
             end = gauges()
+            end_fds = fd_targets()
             server.stop()
             watcher.stop()
         per = wall / args.passes * 1000
@@ -98,6 +116,9 @@ def main() -> int:
         print(f"{'':8} {'rss_kb':>8} {'fds':>5} {'threads':>7}")
         for name, g in (("start", start), ("end", end)):
             print(f"{name:8} {g['rss_kb']:>8} {g['fds']:>5} {g['threads']:>7}")
+        print("open descriptors by target (start -> end):")
+        for target in sorted(start_fds.keys() | end_fds.keys()):
+            print(f"  {start_fds[target]:>4} -> {end_fds[target]:>4}  {target}")
         return 0 if repaired == drifts else 1
     finally:
         cleanup(client, device)
