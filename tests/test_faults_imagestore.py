@@ -1,7 +1,7 @@
 """The image store's disk fills up during a pull (a private engine on a small tmpfs).
 
-The private ``dockerd`` keeps its data root on a tmpfs that a filler file leaves ~12 MiB
-of; the update names a 24 MiB image (one incompressible layer) in a registry inside the
+The private ``dockerd`` keeps its data root on a tmpfs that a filler file leaves 4 MiB
+of; the update names an 8 MiB image (one incompressible layer) in a registry inside the
 engine's network namespace, so the pull runs out of space mid-layer. Download-then-kill:
 nothing running stops, the pass fails in one line and stays retryable (no failed
 revision recorded), the data directory and the named volume keep their data, and once
@@ -36,12 +36,12 @@ MIB = 1 << 20
 
 @pytest.fixture
 def starved(docker_client: docker.DockerClient, busybox_image: str) -> Iterator[Dockerd]:
-    """A private engine whose data root is a 160 MiB tmpfs, holding the busybox image."""
+    """A private engine whose data root is a 48 MiB tmpfs, holding the busybox image."""
     root = Path(tempfile.mkdtemp(prefix="fgs-", dir="/tmp"))
     engine = Dockerd(root)
     engine.data_root.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(engine.data_root)],
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(engine.data_root)],
         capture_output=True,
         text=True,
         check=False,
@@ -85,7 +85,7 @@ class TestImageStoreFull:
             registry_inside(starved, starved.root / "registry") as address,
         ):
             ref = f"{address}/faults/bulk:1"
-            push_bulk(client, busybox_image, ref, mib=24)
+            push_bulk(client, busybox_image, ref, mib=8)
             with contextlib.closing(DockerEngine(starved.host)) as engine:
                 assert apply_once(fleet, engine, state, settle=0.5).outcome == "succeeded"
             (state / "data" / device_id / "app" / "state" / "keep").write_text("plant")
@@ -93,7 +93,7 @@ class TestImageStoreFull:
             assert web.exec_run(["sh", "-c", "echo plant > /data/keep"]).exit_code == 0
             before = managed(client, device_id)
             fleet.commit(APP_IMAGE=ref)
-            filler = leave_free(starved.data_root, 12 * MIB)
+            filler = leave_free(starved.data_root, 4 * MIB)
             full = fleetgate(
                 "apply", *target(fleet, state), "--output", "json",
                 env={"DOCKER_HOST": starved.host},

@@ -12,10 +12,9 @@ it. Nothing of the host's network is touched. Fails (never skips) when a binary 
 from __future__ import annotations
 
 import contextlib
-import io
+import os
 import shutil
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import docker
 import pytest
 
 from support.dockerd import Dockerd
+from support.engine import build_image
 
 _CONFIG = """\
 version: 0.1
@@ -77,16 +77,10 @@ def registry_inside(engine: Dockerd, root: Path, timeout: float = 20.0) -> Itera
 
 
 def push_bulk(client: docker.DockerClient, base: str, ref: str, mib: int) -> None:
-    """Build ``ref`` from ``base`` plus ``mib`` MiB of random bytes, push it, drop it locally."""
-    dockerfile = f"FROM {base}\nRUN dd if=/dev/urandom of=/bulk bs=1048576 count={mib}\n"
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        data = dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    client.images.build(fileobj=context, custom_context=True, tag=ref, network_mode="none", rm=True)
+    """Build ``ref``: ``base`` plus ``mib`` MiB of random bytes (``COPY``, no container runs);
+    push it and drop it locally, so a pull must download that layer."""
+    files = {"bulk": os.urandom(mib * 1024 * 1024)}
+    build_image(client, ref, f"FROM {base}\nCOPY bulk /bulk\n", files)
     repo, _, tag = ref.rpartition(":")
     for event in client.images.push(repo, tag, stream=True, decode=True):
         if "error" in event:
