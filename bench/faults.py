@@ -4,10 +4,11 @@ Each fault class has its own device and fleet repository (a lane): a first revis
 applied once, a file put in the app's data directory and a foreign container started.
 Each trial is an update with one injected fault, then up to three plain ``fleetgate
 apply`` runs to recover (until an outcome that is not retried); the next trial of the
-class starts from that end state. A wrong end state resets the lane. The end state is checked against the desired
-revision (or the last good one when the update was recorded as failed): exactly one
-running container per service, the right config hash, no temporary names, the data
-file intact, and a foreign (unlabelled) container untouched.
+class starts from that end state. A wrong end state resets the lane. Each ``fleetgate
+apply`` is the CLI's ``main`` in a forked child (see ``Apply``). The end state is checked
+against the desired revision (or the last good one when the update was recorded as
+failed): exactly one running container per service, the right config hash, no temporary
+names, the data file intact, and a foreign (unlabelled) container untouched.
 
 Fault classes:
 
@@ -28,8 +29,8 @@ import contextlib
 import json
 import os
 import random
+import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +48,9 @@ from support.dockerd import Dockerd  # noqa: E402
 from support.engine import BUSYBOX_DOCKERFILE, build_image  # noqa: E402
 from support.passes import FleetRepo  # noqa: E402
 
+import reconciler.cli.apply  # noqa: E402, F401  (imported once, before the children fork)
+from reconciler.cli import main as cli_main  # noqa: E402
+from reconciler.crashpoints import CRASH_ENV  # noqa: E402
 from reconciler.manifests.tree import RepoTree  # noqa: E402
 from reconciler.plan.steps import TEMP_MARK  # noqa: E402
 from reconciler.render.desired import build_desired  # noqa: E402
@@ -120,30 +124,51 @@ class Lane:
         self.fleet = None
 
 
+class Apply:
+    """``fleetgate apply`` in a forked child: the CLI's own ``main``, crash points and all,
+    without an interpreter start and imports per run (seconds each on a loaded machine).
+    The child writes its JSON result to a pipe; a SIGKILLed child leaves it empty."""
+
+    def __init__(self, fleet: FleetRepo, state: Path, host: str, crash: str | None = None):
+        args = ["apply", "--device", fleet.device, "--repo", str(fleet.path), "--output", "json"]
+        args += ["--state-dir", str(state), "--health-timeout", HEALTH_TIMEOUT]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns
+            code = 70
+            try:
+                os.close(read)
+                os.dup2(write, 1)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+                os.environ["DOCKER_HOST"] = host
+                os.environ.pop(CRASH_ENV, None)
+                if crash:
+                    os.environ[CRASH_ENV] = crash
+                code = cli_main(args)
+                sys.stdout.flush()
+            finally:
+                os._exit(code)
+        os.close(write)
+        self.read = read
+
+    def outcome(self, timeout: float = 300) -> str:
+        """Wait for the child; its outcome, or ``killed`` when it printed none."""
+        deadline = time.monotonic() + timeout
+        while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                break
+            time.sleep(0.05)
+        with os.fdopen(self.read, "rb") as out:
+            return outcome_of(out.read())
+
+
 def apply(fleet: FleetRepo, state: Path, host: str, crash: str | None = None) -> str:
-    """One ``fleetgate apply`` run; its outcome, or ``killed`` when it printed none."""
-    proc = subprocess.run(
-        apply_command(fleet, state),
-        env=apply_env(host, crash),
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    return outcome_of(proc.stdout)
-
-
-def apply_command(fleet: FleetRepo, state: Path) -> list[str]:
-    args = ["apply", "--device", fleet.device, "--repo", str(fleet.path), "--output", "json"]
-    args += ["--state-dir", str(state), "--health-timeout", HEALTH_TIMEOUT]
-    return [sys.executable, "-m", "reconciler", *args]
-
-
-def apply_env(host: str, crash: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "DOCKER_HOST": host}
-    env.pop("FLEETGATE_CRASH_AT", None)
-    if crash:
-        env["FLEETGATE_CRASH_AT"] = crash
-    return env
+    """One ``fleetgate apply`` run to its end; its outcome."""
+    return Apply(fleet, state, host, crash).outcome()
 
 
 def outcome_of(stdout: bytes) -> str:
@@ -169,27 +194,29 @@ def trial(lane: Lane, n: int, private: Dockerd) -> str | None:
             fleet.write("stacks/mqtt/compose.yaml", PORTED.format(port=held.getsockname()[1]))
         fleet.commit(f"trial {n}", GREETING=f"g{n}")
         if lane.kind in ("kill9", "power-cut"):
-            apply(fleet, state, host, crash=random.choice(UPDATE_POINTS))
+            crash = random.choice(UPDATE_POINTS)
+            first = f"{apply(fleet, state, host, crash=crash)} at {crash}"
         elif lane.kind == "unstartable":
-            apply(fleet, state, host)
+            first = apply(fleet, state, host)
         else:
-            proc = subprocess.Popen(
-                apply_command(fleet, state), env=apply_env(host),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            time.sleep(random.uniform(0, 3))
+            running = Apply(fleet, state, host)
+            moment = random.uniform(0, 3)
+            time.sleep(moment)
             private.kill()
-            proc.wait(120)
+            first = f"{running.outcome(120)} (engine killed at {moment:.1f}s)"
         if lane.kind in ("engine-kill", "power-cut"):
             if lane.kind == "power-cut":
                 private.power_cut()
             private.start()
             lane.client.close()  # its pooled connections went with the engine
             lane.client = private.client()
+        outcomes = [first]
         for _ in range(3):  # recover: until an outcome that is not retried
-            if apply(fleet, state, host) not in ("failed", "rollback-failed", "killed"):
+            outcomes.append(apply(fleet, state, host))
+            if outcomes[-1] not in ("failed", "rollback-failed", "killed"):
                 break
-        return check(lane)
+        problem = check(lane)
+        return None if problem is None else f"{problem} (passes: {', '.join(outcomes)})"
     finally:
         if held is not None:
             held.close()
