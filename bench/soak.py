@@ -5,8 +5,11 @@ Docker engine, the event stream, the status HTTP server, the status file) on a f
 served by ``git daemon`` on 127.0.0.1. Every ``--drift-every`` passes the ``mqtt``
 container is removed behind the agent's back and the next pass (nudged as an engine
 event would) must put it back. Printed: RSS (``VmRSS``), open file descriptors and
-threads after the first converged pass and after the last one, and how many drift
-repairs converged.
+threads after the first converged pass and after the last one (and every ``--every``
+passes), how many drift repairs converged, and the open descriptors by target at start
+and end. Measured: the descriptors grow from 28 to 59 over the first ~1,000 passes
+(Unix-socket client connections to the engine, filling the Docker clients' connection
+pools, 10 each) and stay at 59 up to 10,000 passes: bounded, not a leak.
 
     .venv/bin/python bench/soak.py [--passes 10000] [--drift-every 100]
 """
@@ -47,13 +50,36 @@ def gauges() -> dict[str, int]:
 
 
 def fd_targets() -> Counter[str]:
-    """What the open descriptors point at, sockets and pipes by kind (their inode varies)."""
+    """What the open descriptors point at; a socket by its kind and, for a Unix socket, its
+    path or, for TCP, its remote port (``/proc/net``), since the inode varies."""
+    sockets = socket_names()
     kinds: Counter[str] = Counter()
     for fd in Path("/proc/self/fd").iterdir():
         with contextlib.suppress(OSError):
             target = str(fd.readlink())
-            kinds[target.split(":[", maxsplit=1)[0] + ":" if ":[" in target else target] += 1
+            if target.startswith("socket:["):
+                target = "socket " + sockets.get(target[8:-1], "?")
+            elif ":[" in target:
+                target = target.split(":[", maxsplit=1)[0] + ":"
+            kinds[target] += 1
     return kinds
+
+
+def socket_names() -> dict[str, str]:
+    """inode -> ``unix PATH`` (the bound path, or the peer's unknown: ``unix -``) or
+    ``tcp L->R`` with ports and state, from this process's ``/proc/net``."""
+    names: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/net/unix").read_text().splitlines()[1:]:
+            cols = line.split()
+            names[cols[6]] = f"unix {cols[7] if len(cols) > 7 else '-'}"
+    for proto in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/self/net/{proto}").read_text().splitlines()[1:]:
+                cols = line.split()
+                local, remote = (int(c.rsplit(":", 1)[1], 16) for c in cols[1:3])
+                names[cols[9]] = f"tcp :{local}->:{remote} st{cols[3]}"
+    return names
 
 
 def main() -> int:
