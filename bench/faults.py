@@ -1,11 +1,14 @@
 """Randomized fault trials: pick a fault class and a moment, inject, recover, check the end state.
 
-Each trial: a fresh device and fleet repository, a first revision applied, a file put in
-the app's data directory, then an update with one injected fault, then up to three
-plain ``fleetgate apply`` runs to recover. The end state is checked against the desired
-revision (or the last good one when the update was recorded as failed): exactly one
-running container per service, the right config hash, no temporary names, the data
-file intact, and a foreign (unlabelled) container untouched.
+Each fault class has its own device and fleet repository (a lane): a first revision
+applied once, a file put in the app's data directory and a foreign container started.
+Each trial is an update with one injected fault, then up to three plain ``fleetgate
+apply`` runs to recover (until an outcome that is not retried); the next trial of the
+class starts from that end state. A wrong end state resets the lane. Each ``fleetgate
+apply`` is the CLI's ``main`` in a forked child (see ``Apply``). The end state is checked
+against the desired revision (or the last good one when the update was recorded as
+failed): exactly one running container per service, the right config hash, no temporary
+names, the data file intact, and a foreign (unlabelled) container untouched.
 
 Fault classes:
 
@@ -23,14 +26,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
+import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -41,14 +46,18 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.crash import UPDATE_POINTS  # noqa: E402
 from support.dockerd import Dockerd  # noqa: E402
 from support.engine import BUSYBOX_DOCKERFILE, build_image  # noqa: E402
-from test_reconcile import FleetRepo  # noqa: E402
+from support.passes import FleetRepo  # noqa: E402
 
+import reconciler.cli.apply  # noqa: E402, F401  (imported once, before the children fork)
+from reconciler.cli import main as cli_main  # noqa: E402
+from reconciler.crashpoints import CRASH_ENV  # noqa: E402
 from reconciler.manifests.tree import RepoTree  # noqa: E402
 from reconciler.plan.steps import TEMP_MARK  # noqa: E402
 from reconciler.render.desired import build_desired  # noqa: E402
 from reconciler.store import StateStore  # noqa: E402
 
 CLASSES = ("kill9", "unstartable", "engine-kill", "power-cut")
+HEALTH_TIMEOUT = "4s"  # the stacks' healthchecks pass in ~1 s; a timeout rolls back, still checked
 PORTED = """\
 services:
   broker:
@@ -65,98 +74,163 @@ networks:
 """
 
 
-def apply(fleet: FleetRepo, state: Path, host: str, crash: str | None = None) -> int:
-    env = {**os.environ, "DOCKER_HOST": host}
-    env.pop("FLEETGATE_CRASH_AT", None)
-    if crash:
-        env["FLEETGATE_CRASH_AT"] = crash
-    args = ["apply", "--device", fleet.device, "--repo", str(fleet.path)]
-    args += ["--state-dir", str(state), "--health-timeout", "8s"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        env=env,
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    return proc.returncode
+@dataclass
+class Lane:
+    """One fault class's device: set up once, then one update per trial.
+
+    Each trial starts from the end state the previous one left (checked right), so the
+    first revision is applied once per lane, not once per trial. A wrong end state
+    resets the lane (a fresh device) so one error does not spill into the next trials.
+    """
+
+    kind: str
+    client: docker.DockerClient
+    host: str
+    image: str
+    tmp: Path
+    generation: int = 0
+    fleet: FleetRepo | None = None
+    state: Path = Path()
+    foreign: str = ""
+
+    @property
+    def device(self) -> str:
+        return f"fgbench-{os.getpid()}-{self.kind}-{self.generation}"
+
+    @property
+    def keep(self) -> Path:
+        return self.state / "data" / self.device / "app" / "state" / "keep"
+
+    def ready(self) -> str | None:
+        """Set the device up unless it is; what went wrong, or ``None``."""
+        if self.fleet is not None:
+            return None
+        base = self.tmp / f"{self.kind}-{self.generation}"
+        self.fleet = FleetRepo(base / "fleet", self.device, APP_IMAGE=self.image,
+                               BROKER_IMAGE=self.image)  # fmt: skip
+        self.state = base / "state"
+        ctr = self.client.containers.run(
+            self.image, ["sleep", "86400"], detach=True, name=f"{self.device}-foreign"
+        )
+        self.foreign = ctr.id or ""
+        if apply(self.fleet, self.state, self.host) != "succeeded":
+            return "first revision did not apply"
+        self.keep.write_text("plant")
+        return None
+
+    def reset(self) -> None:
+        cleanup(self.client, self.device)
+        self.generation += 1
+        self.fleet = None
 
 
-def trial(
-    kind: str,
-    n: int,
-    *,
-    shared: docker.DockerClient,
-    image: str,
-    tmp: Path,
-    private: Dockerd,
-) -> str | None:
-    """Run one trial; ``None`` when the end state is right, else what is wrong."""
-    device = f"fgbench-{os.getpid()}-{n}"
-    on_private = kind in ("engine-kill", "power-cut")
-    host = private.host if on_private else "unix:///var/run/docker.sock"
-    client = private.client() if on_private else shared
-    fleet = FleetRepo(tmp / f"fleet{n}", device, APP_IMAGE=image, BROKER_IMAGE=image)
-    state = tmp / f"state{n}"
-    foreign = client.containers.run(image, ["sleep", "600"], detach=True, name=f"{device}-foreign")
+class Apply:
+    """``fleetgate apply`` in a forked child: the CLI's own ``main``, crash points and all,
+    without an interpreter start and imports per run (seconds each on a loaded machine).
+    The child writes its JSON result to a pipe; a SIGKILLed child leaves it empty."""
+
+    def __init__(self, fleet: FleetRepo, state: Path, host: str, crash: str | None = None):
+        args = ["apply", "--device", fleet.device, "--repo", str(fleet.path), "--output", "json"]
+        args += ["--state-dir", str(state), "--health-timeout", HEALTH_TIMEOUT]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns
+            code = 70
+            try:
+                os.close(read)
+                os.dup2(write, 1)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+                os.environ["DOCKER_HOST"] = host
+                os.environ.pop(CRASH_ENV, None)
+                if crash:
+                    os.environ[CRASH_ENV] = crash
+                code = cli_main(args)
+                sys.stdout.flush()
+            finally:
+                os._exit(code)
+        os.close(write)
+        self.read = read
+
+    def outcome(self, timeout: float = 300) -> str:
+        """Wait for the child; its outcome, or ``killed`` when it printed none."""
+        deadline = time.monotonic() + timeout
+        while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                break
+            time.sleep(0.05)
+        with os.fdopen(self.read, "rb") as out:
+            return outcome_of(out.read())
+
+
+def apply(fleet: FleetRepo, state: Path, host: str, crash: str | None = None) -> str:
+    """One ``fleetgate apply`` run to its end; its outcome."""
+    return Apply(fleet, state, host, crash).outcome()
+
+
+def outcome_of(stdout: bytes) -> str:
+    try:
+        return str(json.loads(stdout)["outcome"])
+    except (ValueError, KeyError, TypeError):
+        return "killed"
+
+
+def trial(lane: Lane, n: int, private: Dockerd) -> str | None:
+    """Run one trial on ``lane``; ``None`` when the end state is right, else what is wrong."""
+    problem = lane.ready()
+    if problem is not None:
+        return problem
+    fleet, state, host = lane.fleet, lane.state, lane.host
+    assert fleet is not None
     held: socket.socket | None = None
     try:
-        if apply(fleet, state, host) != 0:
-            return "first revision did not apply"
-        keep = state / "data" / device / "app" / "state" / "keep"
-        keep.write_text("plant")
-        if kind == "unstartable":
+        if lane.kind == "unstartable":
             held = socket.socket()
             held.bind(("127.0.0.1", 0))
             held.listen(1)
             fleet.write("stacks/mqtt/compose.yaml", PORTED.format(port=held.getsockname()[1]))
         fleet.commit(f"trial {n}", GREETING=f"g{n}")
-        if kind == "kill9":
-            apply(fleet, state, host, crash=random.choice(UPDATE_POINTS))
-        elif kind == "unstartable":
-            apply(fleet, state, host)
-        elif kind == "engine-kill":
-            env = {**os.environ, "DOCKER_HOST": host}
-            args = [
-                "apply",
-                "--device",
-                device,
-                "--repo",
-                str(fleet.path),
-                "--state-dir",
-                str(state),
-            ]
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "reconciler", *args], env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            time.sleep(random.uniform(0, 3))
-            private.kill()
-            proc.wait(120)
-            private.start()
+        if lane.kind in ("kill9", "power-cut"):
+            crash = random.choice(UPDATE_POINTS)
+            first = f"{apply(fleet, state, host, crash=crash)} at {crash}"
+        elif lane.kind == "unstartable":
+            first = apply(fleet, state, host)
         else:
-            apply(fleet, state, host, crash=random.choice(UPDATE_POINTS))
-            private.power_cut()
+            running = Apply(fleet, state, host)
+            moment = random.uniform(0, 3)
+            time.sleep(moment)
+            private.kill()
+            first = f"{running.outcome(120)} (engine killed at {moment:.1f}s)"
+        if lane.kind in ("engine-kill", "power-cut"):
+            if lane.kind == "power-cut":
+                private.power_cut()
             private.start()
-        for _ in range(3):
-            if apply(fleet, state, host) == 0:
+            lane.client.close()  # its pooled connections went with the engine
+            lane.client = private.client()
+        outcomes = [first]
+        for _ in range(3):  # recover: until an outcome that is not retried
+            outcomes.append(apply(fleet, state, host))
+            if outcomes[-1] not in ("failed", "rollback-failed", "killed"):
                 break
-        return check(client, fleet, state, foreign.id, keep, engine_restarted=on_private)
+        problem = check(lane)
+        return None if problem is None else f"{problem} (passes: {', '.join(outcomes)})"
     finally:
         if held is not None:
             held.close()
-        cleanup(client, device)
-        if on_private:
-            client.close()
 
 
-def check(client: docker.DockerClient, fleet: FleetRepo, state: Path, foreign: str,
-          keep: Path, *, engine_restarted: bool) -> str | None:  # fmt: skip
-    """What is wrong with the end state, or ``None``.
+def check(lane: Lane) -> str | None:
+    """What is wrong with the lane's end state, or ``None``.
 
     The foreign container must still run, or, when the engine itself was killed (which
     stops it; fleetgate must not start it again), still exist, stopped.
     """
+    fleet, state, client = lane.fleet, lane.state, lane.client
+    assert fleet is not None
+    engine_restarted = lane.kind in ("engine-kill", "power-cut")
     record = StateStore(state, fleet.device).load()
     failed = {f.revision for f in record.failed}
     desired = build_desired(RepoTree(fleet.path), fleet.head, fleet.device, str(state))
@@ -174,10 +248,10 @@ def check(client: docker.DockerClient, fleet: FleetRepo, state: Path, foreign: s
     for name, (status, digest) in have.items():
         if status != "running" or digest != want[name]:
             return f"{name}: {status}, hash {'ok' if digest == want[name] else 'wrong'}"
-    if keep.read_text() != "plant":
+    if lane.keep.read_text() != "plant":
         return "data file changed"
     with contextlib.suppress(docker.errors.NotFound):
-        status = client.containers.get(foreign).status
+        status = client.containers.get(lane.foreign).status
         if status in ({"running", "exited"} if engine_restarted else {"running"}):
             return None
         return f"foreign container touched ({status})"
@@ -213,19 +287,30 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fgf-", dir="/tmp") as t:
         private = Dockerd(Path(tempfile.mkdtemp(prefix="fgd-", dir="/tmp")))
+        lanes: dict[str, Lane] = {}
         try:
             private.start()
             private.load_image(shared, image)
+            for kind in classes:
+                on_private = kind in ("engine-kill", "power-cut")
+                client = private.client() if on_private else shared
+                host = private.host if on_private else "unix:///var/run/docker.sock"
+                lanes[kind] = Lane(kind, client, host, image, Path(t))
             for n in range(args.trials):
                 if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
                     break
                 kind = classes[n % len(classes)]
-                problem = trial(kind, n, shared=shared, image=image, tmp=Path(t), private=private)
+                began = time.monotonic()
+                problem = trial(lanes[kind], n, private)
                 tally[kind, "ok" if problem is None else "wrong"] += 1
                 if problem is not None:
                     wrong.append(f"{kind} #{n}: {problem}")
-                print(f"trial {n} {kind}: {problem or 'ok'}", flush=True)
+                    lanes[kind].reset()
+                took = time.monotonic() - began
+                print(f"trial {n} {kind}: {problem or 'ok'} ({took:.1f}s)", flush=True)
         finally:
+            for lane in lanes.values():
+                cleanup(lane.client, lane.device)
             private.close()
     elapsed = time.monotonic() - started
     print(f"\n{'class':<12} {'trials':>6} {'ok':>4} {'wrong':>5}")

@@ -8,7 +8,10 @@ app's data directory file and its named volume).
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import docker
 import pytest
 from support.cliproc import fleetgate, target
 from support.dockerd import Dockerd, private_engine
+from support.engine import BUSYBOX_PATH
 from support.enginepass import apply_once, managed
 from support.passes import FleetRepo
 
@@ -165,3 +169,46 @@ class TestEngineRestarts:
         again = fleetgate("apply", *target(fleet, state), env={"DOCKER_HOST": up.host})
         assert again.returncode == 0, again.stdout[-1500:] + again.stderr[-1500:]
         check_end_state(up, fleet, state, "servus")
+
+
+def stale_task(dockerd: Dockerd, container_id: str, rootfs: Path) -> None:
+    """Leave containerd a task under ``container_id`` that dockerd never saw start, as an
+    engine killed mid-start does: dockerd is frozen (SIGSTOP) while ``ctr run`` starts a
+    busybox ``sleep`` under that id, then killed with its containerd and started again.
+
+    The container must have exited first (dockerd has then dropped its containerd objects).
+    """
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy(BUSYBOX_PATH, rootfs / "bin" / "busybox")
+    sock = dockerd.root / "exec" / "containerd" / "containerd.sock"
+    ctr = [shutil.which("ctr") or "ctr", "-a", str(sock), "-n", "moby", "run", "-d"]
+    assert dockerd.proc is not None
+    os.kill(dockerd.proc.pid, signal.SIGSTOP)
+    made = subprocess.run(
+        [*ctr, "--rootfs", str(rootfs), container_id, "/bin/busybox", "sleep", "600"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    dockerd.kill()
+    assert made.returncode == 0, made.stderr
+    dockerd.start()
+
+
+class TestHalfStartedContainer:
+    def test_a_container_the_engine_cannot_start_again_is_created_anew(
+        self, up: Dockerd, fleet: FleetRepo, tmp_path: Path
+    ) -> None:
+        """A task left in containerd by a crash ("already exists"/"id already in use"): the
+        pass fails in one line and removes the container; the next one creates it anew."""
+        state = tmp_path / "state"
+        seed(up, fleet, state)
+        with contextlib.closing(up.client()) as client:
+            broker = client.containers.get(f"{fleet.device}_mqtt_broker")
+            broker.kill()  # exit code 137: a crash, to be started again
+            broker.wait(timeout=30)
+            stale_task(up, broker.id or "", tmp_path / "rootfs")
+        with contextlib.closing(DockerEngine(up.host)) as engine:
+            first = apply_once(fleet, engine, state, settle=0.5)
+            assert first.outcome == "failed", first.reason
+            assert "already" in first.reason and "\n" not in first.reason
+            assert apply(fleet, engine, state) == "succeeded"
+        check_end_state(up, fleet, state, "hello")

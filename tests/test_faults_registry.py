@@ -8,6 +8,7 @@ stalls, the running version stays; once the registry answers, the update lands.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,10 +39,14 @@ def remote_image(
     docker_client: docker.DockerClient,
     device_id: str,
 ) -> str:
-    """An image with its own ~600 KB layer, pushed and then removed locally."""
+    """An image with its own ~600 KB layer, pushed and then removed locally.
+
+    The layer is copied in (``COPY``): no build container runs, and the random bytes make
+    it a layer no other test has, so the pull must download it."""
     local = image_builder.build(
         f"bulk{device_id[-3:]}",
-        "FROM {base}\nRUN dd if=/dev/urandom of=/bulk bs=1024 count=600 2>/dev/null\n",
+        "FROM {base}\nCOPY bulk /bulk\n",
+        {"bulk": os.urandom(600 * 1024)},
     )
     name = f"faults/{device_id}:1"
     registry.push(local, name)

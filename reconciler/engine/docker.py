@@ -303,6 +303,12 @@ class DockerEngine:
                 statedir.check_started(binds, device, stack, labels.get(LABEL_SERVICE, ""))
             self.api.start(container_id)
         except DOCKER_ERRORS as e:
+            if _stale_task(e):
+                # The engine died mid-start: containerd kept the half-made task (or
+                # container) and this container can never start again. Remove it
+                # (volumes stay); the failed pass is retried and creates it anew.
+                with contextlib.suppress(*DOCKER_ERRORS):
+                    self.api.remove_container(container_id, v=False, force=True)
             fail(f"starting container {container_id[:12]}", e)
 
     def stop_container(self, container_id: str, timeout: float | None) -> None:
@@ -334,6 +340,15 @@ class DockerEngine:
         """Die / destroy / stop events of ``device``'s managed containers (see
         :func:`reconciler.engine.docker_observe.events`); use a separate engine instance."""
         return docker_observe.events(self.api, device, stop)
+
+
+def _stale_task(error: BaseException) -> bool:
+    """The engine's answer to starting a container that an engine crash left half-started
+    in containerd (its task, or its containerd container, outlived the crash)."""
+    if not isinstance(error, docker.errors.APIError):
+        return False
+    text = str(error.explanation or error)
+    return ("task" in text and "already exists" in text) or "id already in use" in text
 
 
 if TYPE_CHECKING:  # mypy proves the adapter satisfies the port
