@@ -64,9 +64,12 @@ def agent_image(docker_client: docker.DockerClient) -> str:
 
 @pytest.fixture
 def agent_container(
-    tmp_path: Path, docker_client: docker.DockerClient, test_labels: dict[str, str]
+    tmp_path: Path, docker_client: docker.DockerClient, device_id: str
 ) -> Iterator[list[Any]]:
-    """Containers the test starts; every one is removed afterwards (logs printed)."""
+    """Containers the test starts; every one is removed afterwards (logs printed).
+
+    It asks for ``device_id`` so that the agent is removed *before* the device's
+    objects are: an agent still running after that cleanup re-created its network."""
     started: list[Any] = []
     yield started
     for container in started:
