@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.crash import UPDATE_POINTS  # noqa: E402
 from support.dockerd import Dockerd  # noqa: E402
 from support.engine import BUSYBOX_DOCKERFILE, build_image  # noqa: E402
-from support.passes import FleetRepo  # noqa: E402
+from support.passes import FleetRepo, broker_on_port  # noqa: E402
 
 import reconciler.cli.apply  # noqa: E402, F401  (imported once, before the children fork)
 from reconciler.cli import main as cli_main  # noqa: E402
@@ -61,20 +61,6 @@ from reconciler.store import StateStore  # noqa: E402
 
 CLASSES = ("kill9", "unstartable", "engine-kill", "power-cut")
 HEALTH_TIMEOUT = "4s"  # the stacks' healthchecks pass in ~1 s; a timeout rolls back, still checked
-PORTED = """\
-services:
-  broker:
-    image: ${{BROKER_IMAGE}}
-    command: ["sleep", "3600"]
-    init: true
-    stop_grace_period: 1s
-    environment:
-      GREETING: ${{GREETING}}
-    networks: [bus]
-    ports: ["127.0.0.1:{port}:8080"]
-networks:
-  bus: {{}}
-"""
 
 
 @dataclass
@@ -194,7 +180,7 @@ def trial(lane: Lane, n: int, private: Dockerd) -> str | None:
             held = socket.socket()
             held.bind(("127.0.0.1", 0))
             held.listen(1)
-            fleet.write("stacks/mqtt/compose.yaml", PORTED.format(port=held.getsockname()[1]))
+            fleet.write("stacks/mqtt/compose.yaml", broker_on_port(held.getsockname()[1]))
         fleet.commit(f"trial {n}", GREETING=f"g{n}")
         if lane.kind in ("kill9", "power-cut"):
             crash = random.choice(UPDATE_POINTS)

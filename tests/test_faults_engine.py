@@ -14,32 +14,12 @@ from pathlib import Path
 import docker
 import pytest
 from support.enginepass import apply_once, managed
-from support.passes import FleetRepo
+from support.passes import HEALTHY_1S, FleetRepo, broker_on_port
 
 from reconciler.engine.docker import DockerEngine
 from reconciler.store import StateStore
 
 pytestmark = pytest.mark.docker
-
-BROKER_WITH_PORT = """\
-services:
-  broker:
-    image: ${{BROKER_IMAGE}}
-    command: ["sleep", "3600"]
-    init: true
-    stop_grace_period: 1s
-    environment:
-      GREETING: ${{GREETING}}
-    networks: [bus]
-    ports: ["127.0.0.1:{port}:8080"]
-    healthcheck:
-      test: ["CMD", "true"]
-      interval: 1s
-      timeout: 1s
-      retries: 2
-networks:
-  bus: {{}}
-"""
 
 
 @pytest.fixture
@@ -79,7 +59,7 @@ class TestUnstartableUpdate:
         good = fleet.head
         assert apply_once(fleet, engine, state, settle=0.5).outcome == "succeeded"
         before = managed(docker_client, fleet.device)
-        fleet.write("stacks/mqtt/compose.yaml", BROKER_WITH_PORT.format(port=taken_port))
+        fleet.write("stacks/mqtt/compose.yaml", broker_on_port(taken_port, HEALTHY_1S))
         bad = fleet.commit("publish the broker on a port something else holds")
         result = apply_once(fleet, engine, state, settle=0.5)
         assert result.outcome == "rolled-back", result.reason

@@ -16,12 +16,19 @@ from support.passes import DEVICE, FleetRepo, ImageRuntime, run_pass, running
 
 from reconciler.errors import EngineError
 from reconciler.manifests.tree import RepoTree
+from reconciler.model import ServiceSpec
 from reconciler.plan.planner import plan
 from reconciler.plan.steps import temp_name
 from reconciler.render.desired import build_desired
 from reconciler.store import StateStore
 
 BAD = "fleetgate-test/busy-port:1"
+
+
+def head_broker(fleet: FleetRepo, state: Path) -> ServiceSpec:
+    """The broker's spec in the fleet head's desired state (to name its temporary container)."""
+    desired = build_desired(RepoTree(fleet.path), fleet.head, DEVICE, str(state))
+    return next(s for st in desired.stacks for s in st.services if s.service == "broker")
 
 
 class RefusingRuntime(ImageRuntime):
@@ -108,8 +115,7 @@ class TestFailedRelease:
         rt = RefusingRuntime()
         run_pass(fleet, rt, tmp_path / "state")
         fleet.commit(GREETING="servus")
-        desired = build_desired(RepoTree(fleet.path), fleet.head, DEVICE, str(tmp_path / "state"))
-        broker = next(s for st in desired.stacks for s in st.services if s.service == "broker")
+        broker = head_broker(fleet, tmp_path / "state")
         rt.add_container(FakeContainer(id="foreign1", name=temp_name(broker)))  # not ours
         result = run_pass(fleet, rt, tmp_path / "state")
         assert result.outcome == "failed", result.reason
@@ -145,8 +151,7 @@ class TestLeftovers:
         rt = RefusingRuntime()
         run_pass(fleet, rt, tmp_path / "state")
         fleet.commit(GREETING="servus")
-        desired = build_desired(RepoTree(fleet.path), fleet.head, DEVICE, str(tmp_path / "state"))
-        broker = next(s for st in desired.stacks for s in st.services if s.service == "broker")
+        broker = head_broker(fleet, tmp_path / "state")
         old = running(rt)["dev1_mqtt_broker"]
         rt.create_container(broker, fleet.head, temp_name(broker))
         rt.stop_container(old.id, None)

@@ -304,12 +304,18 @@ class DockerEngine:
             self.api.start(container_id)
         except DOCKER_ERRORS as e:
             if _stale_task(e):
-                # The engine died mid-start: containerd kept the half-made task (or
-                # container) and this container can never start again. Remove it
-                # (volumes stay); the failed pass is retried and creates it anew.
-                with contextlib.suppress(*DOCKER_ERRORS):
-                    self.api.remove_container(container_id, v=False, force=True)
+                self._remove_half_started(container_id)
             fail(f"starting container {container_id[:12]}", e)
+
+    def _remove_half_started(self, container_id: str) -> None:
+        """The engine died mid-start: containerd kept the half-made task (or container)
+        and this container can never start again. Remove it if it is ours (volumes stay;
+        ``force``: the engine still counts it as starting); the failed pass is retried and
+        creates it anew. A foreign container is never touched."""
+        with contextlib.suppress(*DOCKER_ERRORS):
+            info = self.api.inspect_container(container_id)
+            if managed_by((info.get("Config") or {}).get("Labels")):
+                self.api.remove_container(container_id, v=False, force=True)
 
     def stop_container(self, container_id: str, timeout: float | None) -> None:
         """Stop with ``timeout`` seconds of grace (``None``: the container's StopTimeout)."""

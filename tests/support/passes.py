@@ -22,6 +22,36 @@ FIXTURE = Path(__file__).parent.parent / "fixtures" / "fleets-apply" / "basic"
 DEVICE = "dev1"
 
 
+HEALTHY_1S = """\
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
+      timeout: 1s
+      retries: 2
+"""
+
+
+def broker_on_port(port: int, healthcheck: str = "") -> str:
+    """The fleet's ``mqtt`` stack with its broker publishing ``port`` on loopback: the
+    update that cannot start when something outside fleetgate holds that port.
+    ``healthcheck``: extra service lines (e.g. :data:`HEALTHY_1S`)."""
+    return (
+        "services:\n"
+        "  broker:\n"
+        "    image: ${BROKER_IMAGE}\n"
+        '    command: ["sleep", "3600"]\n'
+        "    init: true\n"
+        "    stop_grace_period: 1s\n"
+        "    environment:\n"
+        "      GREETING: ${GREETING}\n"
+        "    networks: [bus]\n"
+        f'    ports: ["127.0.0.1:{port}:8080"]\n'
+        f"{healthcheck}"
+        "networks:\n"
+        "  bus: {}\n"
+    )
+
+
 class FleetRepo:
     """A Git repository holding the ``fleets-apply/basic`` fleet for one device."""
 
