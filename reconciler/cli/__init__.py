@@ -131,6 +131,17 @@ def state_dir_of(args: argparse.Namespace) -> Path:
     return Path(chosen).absolute()
 
 
+def selector_of(items: Sequence[str]) -> dict[str, str]:
+    """``--selector LABEL=VALUE`` options as a mapping (a usage error names a bad one)."""
+    selector: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--selector {item!r}: write LABEL=VALUE, e.g. site=plant-a")
+        selector[key] = value
+    return selector
+
+
 def add_repo_flags(parser: argparse.ArgumentParser) -> None:
     """``--repo PATH|URL`` and ``--ref REF``, shared by the commands that read a fleet."""
     parser.add_argument(

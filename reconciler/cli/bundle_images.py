@@ -6,6 +6,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from reconciler.cli import selector_of
 from reconciler.errors import ManifestError, UsageError
 from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
@@ -15,21 +16,11 @@ from reconciler.source import open_source
 from reconciler.source.bundle_images import ARCH_PLATFORMS, Wanted, wanted_summary
 
 
-def _selector(pairs: Sequence[str]) -> dict[str, str]:
-    selector: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--selector {pair!a}: write it as key=value")
-        selector[key] = value
-    return selector
-
-
 def wanted_images(
     repo: Path, ref: str, devices: Sequence[str], selectors: Sequence[str]
 ) -> tuple[Wanted, ...]:
     """Every ``(image, platform)`` the chosen devices' desired states at ``ref`` need."""
-    selector = _selector(selectors)
+    selector = selector_of(selectors)
     with tempfile.TemporaryDirectory(prefix="fleetgate-images-") as cache:
         checkout = open_source(str(repo), Path(cache), ref=ref)
         tree = RepoTree(checkout.root)

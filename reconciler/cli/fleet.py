@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli import EXIT_OK, add_output_flag, add_repo_flags, checkout_repo
+from reconciler.cli import EXIT_OK, add_output_flag, add_repo_flags, checkout_repo, selector_of
 from reconciler.cli.output import emit
 from reconciler.errors import SourceError, UsageError
 from reconciler.fleet import labelcache
 from reconciler.fleet.collect import read_folder
 from reconciler.fleet.devices import fleet_devices
-from reconciler.fleet.reports import Report, reports_from_messages, shown
+from reconciler.fleet.reports import Report, reports_from_messages
 from reconciler.fleet.table import render_text
 from reconciler.fleet.view import (
     FleetView,
@@ -97,16 +97,6 @@ def broker_of(args: argparse.Namespace) -> Broker:
         password = read_password(Path(args.password_file), "--password-file")
     ca = Path(args.ca) if args.ca else None
     return Broker(broker.host, broker.port, broker.tls, ca, args.username, password)
-
-
-def selector_of(items: list[str]) -> dict[str, str]:
-    selector: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--selector {shown(item)!r}: write LABEL=VALUE, e.g. site=plant-a")
-        selector[key] = value
-    return selector
 
 
 def repository_devices(repo: str, ref: str | None) -> tuple[dict[str, dict[str, str]], str | None]:
