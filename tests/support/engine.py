@@ -47,7 +47,10 @@ MANAGED_LABEL = "io.fleetgate.managed"
 DEVICE_LABEL = "io.fleetgate.device"
 
 RUN_ID = secrets.token_hex(3)
-"""This pytest process's run id; also the image tag and the device/project prefix."""
+"""This pytest process's run id; also the image tag and the device/project prefix.
+
+Each pytest-xdist worker is a process of its own and so a run of its own: its objects,
+images and cleanup never touch another worker's."""
 
 BUSYBOX_DOCKERFILE = """\
 FROM scratch
@@ -186,7 +189,8 @@ def cleanup_run(
             t for t in image.tags if t.startswith(IMAGE_REPO_PREFIX) and t.endswith(f":{run_id}")
         ]
         if labelled:  # every tag and digest reference (pulled by digest: no tag at all)
-            refs = [*image.tags, *(image.attrs.get("RepoDigests") or ())]
+            refs = [*image.tags, *(image.attrs.get("RepoDigests") or ())] or [image.id]
+            # no reference at all: a tag that moved to a newer build left it dangling
         for ref in refs:
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(ref, noprune=False)

@@ -12,11 +12,17 @@ the start and at the end of the run.
 
 Objects a class- or module-scoped fixture keeps on purpose show up under the test
 that first created them; the report is for finding leaks, it fails nothing.
+
+Under pytest-xdist each worker is its own run (its own ``RUN_ID``) and finds its own
+leaks; it hands them to the controller in ``workeroutput``, and the controller, which
+alone writes the terminal, prints them and counts the bridges before and after all
+workers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,11 +84,34 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
             item.config.stash.setdefault(_STASH, {})[item.nodeid] = left
 
 
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    if _is_worker(session.config):
+        return
     with contextlib.suppress(docker.errors.DockerException, OSError):
         client = docker.from_env(timeout=30)
         session.config.stash[_BRIDGES] = unknown_bridges(client)
         client.close()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if _is_worker(config):  # the controller prints what its workers found
+        found = json.dumps(config.stash.get(_STASH, {}))
+        config.workeroutput["fleetgate_leaks"] = found  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """xdist controller: take over what a finished worker found."""
+    output = getattr(node, "workeroutput", {}) or {}
+    found: dict[str, list[str]] = json.loads(output.get("fleetgate_leaks", "{}"))
+    if found:
+        config: pytest.Config = node.config  # type: ignore[attr-defined]
+        config.stash.setdefault(_STASH, {}).update(found)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
