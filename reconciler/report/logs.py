@@ -45,7 +45,9 @@ def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(sort_keys=True)
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[
