@@ -32,7 +32,7 @@ from reconciler.cli import EXIT_OK, add_output_flag, checkout_repo
 from reconciler.cli.fleet import add_broker_flags, collect
 from reconciler.cli.impact import review
 from reconciler.cli.output import emit
-from reconciler.decide.waves import Evidence, Verdict, gate, short
+from reconciler.decide.waves import Evidence, Verdict, short, wave_gate
 from reconciler.errors import Finding, ManifestError, SourceError, UsageError
 from reconciler.manifests.repository import load_repository
 from reconciler.manifests.tree import RepoTree
@@ -130,16 +130,7 @@ def decide(
     ]
     if candidate is not None:
         evidence = equivalent_evidence(root, candidate, evidence, now)
-    verdict = gate(
-        wave=wave.name,
-        previous=previous,
-        candidate=candidate,
-        soak=wave.soak,
-        max_failed=wave.max_failed,
-        evidence=evidence,
-        now=now,
-        stale_after=stale_after,
-    )
+    verdict = wave_gate(rollout, position, candidate, evidence, now, stale_after=stale_after)
     return verdict, rollout.pin(wave.name)
 
 

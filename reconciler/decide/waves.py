@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from reconciler.manifests.waves import Rollout
 from reconciler.model import parse_rfc3339
 from reconciler.units import format_duration
 
@@ -199,3 +200,27 @@ def gate(
                 f"device {row.device} has not soaked {format_duration(soak)}: {row.detail}"
             )
     return Verdict(wave, previous, candidate, soak, max_failed, rows, tuple(reasons))
+
+
+def wave_gate(
+    rollout: Rollout,
+    position: int,
+    candidate: str | None,
+    evidence: Sequence[Evidence],
+    now: datetime,
+    *,
+    stale_after: float | None = None,
+) -> Verdict:
+    """:func:`gate` of the wave at ``position`` (not the first), with its soak and maxFailed
+    from ``rollout`` and the wave before it as the one whose ``evidence`` counts."""
+    wave = rollout.waves[position]
+    return gate(
+        wave=wave.name,
+        previous=rollout.waves[position - 1].name,
+        candidate=candidate,
+        soak=wave.soak,
+        max_failed=wave.max_failed,
+        evidence=evidence,
+        now=now,
+        stale_after=stale_after,
+    )

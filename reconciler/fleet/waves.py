@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from reconciler.decide.waves import Evidence, gate
+from reconciler.decide.waves import Evidence, wave_gate
 from reconciler.fleet.view import FleetView
 from reconciler.manifests.waves import Rollout
 from reconciler.units import format_duration
@@ -59,15 +59,7 @@ def wave_summary(
                 for r in view.devices
                 if r.wave == previous
             ]
-            verdict = gate(
-                wave=wave.name,
-                previous=previous,
-                candidate=candidate,
-                soak=wave.soak,
-                max_failed=wave.max_failed,
-                evidence=evidence,
-                now=now,
-            )
+            verdict = wave_gate(rollout, position, candidate, evidence, now)
             soaked = [r.soaked for r in verdict.devices if not r.bad]
             left = max(0.0, wave.soak - min(soaked)) if soaked else wave.soak
             entry["promotion"] = {
