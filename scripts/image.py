@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import fcntl
 import hashlib
 import json
 import os
@@ -74,7 +75,12 @@ def wheels(target: Target, work: Path, logs: Path) -> list[Path]:
     say(f"wheels for {target.platform} (log: {log})")
     own = work / "fleetgate"  # pure Python: built once, the same wheel for every target
     if not own.exists():
-        run(*pip, "wheel", "--no-deps", "-w", own, ROOT, log=log)
+        # setuptools builds in the checkout (build/): two scripts/image runs at once in one
+        # checkout (the host and ARM image tests on parallel workers) take turns here, or
+        # the second fails with "File exists: build/bdist.*/wheel/fleetgate-*.dist-info".
+        with (logs / "wheel.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            run(*pip, "wheel", "--no-deps", "-w", own, ROOT, log=log)
     for wheel in own.glob("*.whl"):
         shutil.copy(wheel, out)
     # The host resolves the versions once; the target gets the same pins.
