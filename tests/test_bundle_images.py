@@ -18,7 +18,7 @@ import docker
 import docker.errors
 import pytest
 from support.airgap import fleet_files, image_fleet, keypair, layered, member_names, rewrite
-from support.engine import ImageBuilder
+from support.engine import TEST_RUN_LABEL, ImageBuilder
 
 from reconciler.cli.bundle_images import wanted_images
 from reconciler.engine.docker import DockerEngine
@@ -197,7 +197,12 @@ class TestImport:
         (tmp_path / "ctx" / "f").write_text("arm\n")
         (tmp_path / "ctx" / "Dockerfile").write_text('FROM scratch\nCOPY f /f\nCMD ["/f"]\n')
         docker_client.images.build(
-            path=str(tmp_path / "ctx"), tag=ref, platform="linux/arm64", rm=True, forcerm=True
+            path=str(tmp_path / "ctx"),
+            tag=ref,
+            platform="linux/arm64",
+            labels={TEST_RUN_LABEL: image_builder.run_id},
+            rm=True,
+            forcerm=True,
         )
         made = Made(tmp_path, docker_client, [ref])
         made.origin.commit(fleet_files("press-01", [ref], "t", arch="arm64"), "arm64")

@@ -20,7 +20,7 @@ import docker.errors
 import pytest
 import yaml
 from support.airgap import keypair, layered
-from support.engine import ImageBuilder
+from support.engine import TEST_RUN_LABEL, ImageBuilder
 from support.gitserver import Origin
 from support.registry import Registry
 
@@ -72,7 +72,12 @@ def arm64_image(client: docker.DockerClient, builder: ImageBuilder, tmp: Path) -
     (tmp / "ctx" / "f").write_text("arm\n")
     (tmp / "ctx" / "Dockerfile").write_text('FROM scratch\nCOPY f /f\nCMD ["/f"]\n')
     client.images.build(
-        path=str(tmp / "ctx"), tag=ref, platform="linux/arm64", rm=True, forcerm=True
+        path=str(tmp / "ctx"),
+        tag=ref,
+        platform="linux/arm64",
+        labels={TEST_RUN_LABEL: builder.run_id},
+        rm=True,
+        forcerm=True,
     )
     return ref
 

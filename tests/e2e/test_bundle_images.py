@@ -24,7 +24,7 @@ import pytest
 from support.agente2e import BUNDLE_NOW as NOW
 from support.agente2e import Agents, Start
 from support.airgap import layered, rewrite
-from support.engine import ImageBuilder
+from support.engine import TEST_RUN_LABEL, ImageBuilder
 from support.wait import wait_for
 
 from e2e.agentproc import Fleet, allowed_signers, keygen
@@ -70,7 +70,14 @@ def arm64_bundle(
     (made / "ctx").mkdir()
     (made / "ctx" / "f").write_text("arm\n")
     (made / "ctx" / "Dockerfile").write_text('FROM scratch\nCOPY f /f\nCMD ["/f"]\n')
-    client.images.build(path=str(made / "ctx"), tag=ref, platform="linux/arm64")
+    client.images.build(  # rm: no intermediate container is left in the engine
+        path=str(made / "ctx"),
+        tag=ref,
+        platform="linux/arm64",
+        labels={TEST_RUN_LABEL: builder.run_id},
+        rm=True,
+        forcerm=True,
+    )
     fleet.image = ref
     device = f"devices/{fleet.device}.yaml"
     fleet.commit(greeting="arm", sign_with=key, extra={device: "stacks: [app]\narch: arm64\n"})
