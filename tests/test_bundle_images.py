@@ -17,8 +17,16 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-from support.airgap import fleet_files, image_fleet, keypair, layered, member_names, rewrite
-from support.engine import TEST_RUN_LABEL, ImageBuilder
+from support.airgap import (
+    arm64_image,
+    fleet_files,
+    image_fleet,
+    keypair,
+    layered,
+    member_names,
+    rewrite,
+)
+from support.engine import ImageBuilder
 
 from reconciler.cli.bundle_images import wanted_images
 from reconciler.engine.docker import DockerEngine
@@ -192,18 +200,7 @@ class TestImport:
         self, tmp_path: Path, docker_client: docker.DockerClient, image_builder: ImageBuilder
     ) -> None:
         """An arm64 bundle on this amd64 engine: refused, nothing loaded or recorded."""
-        ref = image_builder.tag("ag-arm64")
-        (tmp_path / "ctx").mkdir()
-        (tmp_path / "ctx" / "f").write_text("arm\n")
-        (tmp_path / "ctx" / "Dockerfile").write_text('FROM scratch\nCOPY f /f\nCMD ["/f"]\n')
-        docker_client.images.build(
-            path=str(tmp_path / "ctx"),
-            tag=ref,
-            platform="linux/arm64",
-            labels={TEST_RUN_LABEL: image_builder.run_id},
-            rm=True,
-            forcerm=True,
-        )
+        ref = arm64_image(docker_client, image_builder, "ag-arm64", tmp_path / "ctx")
         made = Made(tmp_path, docker_client, [ref])
         made.origin.commit(fleet_files("press-01", [ref], "t", arch="arm64"), "arm64")
         bundle = made.bundle("arm.fgb")

@@ -19,8 +19,8 @@ import docker
 import docker.errors
 import pytest
 import yaml
-from support.airgap import keypair, layered
-from support.engine import TEST_RUN_LABEL, ImageBuilder
+from support.airgap import arm64_image, keypair, layered
+from support.engine import ImageBuilder
 from support.gitserver import Origin
 from support.registry import Registry
 
@@ -66,22 +66,6 @@ def multi_arch(registry: Registry, amd64: str, arm64: str, repo: str) -> str:
     return registry.ref(f"{repo}:multi")
 
 
-def arm64_image(client: docker.DockerClient, builder: ImageBuilder, tmp: Path) -> str:
-    ref = builder.tag("ag-reg-arm64")
-    (tmp / "ctx").mkdir()
-    (tmp / "ctx" / "f").write_text("arm\n")
-    (tmp / "ctx" / "Dockerfile").write_text('FROM scratch\nCOPY f /f\nCMD ["/f"]\n')
-    client.images.build(
-        path=str(tmp / "ctx"),
-        tag=ref,
-        platform="linux/arm64",
-        labels={TEST_RUN_LABEL: builder.run_id},
-        rm=True,
-        forcerm=True,
-    )
-    return ref
-
-
 class TestFromRegistry:
     def test_multi_arch_reference_resolves_per_device(
         self,
@@ -93,7 +77,7 @@ class TestFromRegistry:
     ) -> None:
         """Each device gets the platform of its arch; only the engine's own one loads."""
         amd64 = layered(docker_client, image_builder, "ag-reg")
-        arm64 = arm64_image(docker_client, image_builder, tmp_path)
+        arm64 = arm64_image(docker_client, image_builder, "ag-reg-arm64", tmp_path / "ctx")
         ref = multi_arch(registry, amd64, arm64, f"fleetgate-test/multi-{test_run_id}")
         key, allowed = keypair(tmp_path / "keys")
         compose = {"services": {"app": {"image": ref, "command": ["sleep", "1"]}}}

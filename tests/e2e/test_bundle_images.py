@@ -23,8 +23,8 @@ import docker.errors
 import pytest
 from support.agente2e import BUNDLE_NOW as NOW
 from support.agente2e import Agents, Start
-from support.airgap import layered, rewrite
-from support.engine import TEST_RUN_LABEL, ImageBuilder
+from support.airgap import arm64_image, layered, rewrite
+from support.engine import ImageBuilder
 from support.wait import wait_for
 
 from e2e.agentproc import Fleet, allowed_signers, keygen
@@ -66,18 +66,7 @@ def arm64_bundle(
     fleet: Fleet, made: Path, key: Path, client: docker.DockerClient, builder: ImageBuilder
 ) -> Path:
     """A correctly signed bundle whose device is declared arm64 (this engine is amd64)."""
-    ref = builder.tag("ag-e2e-arm64")
-    (made / "ctx").mkdir()
-    (made / "ctx" / "f").write_text("arm\n")
-    (made / "ctx" / "Dockerfile").write_text('FROM scratch\nCOPY f /f\nCMD ["/f"]\n')
-    client.images.build(  # rm: no intermediate container is left in the engine
-        path=str(made / "ctx"),
-        tag=ref,
-        platform="linux/arm64",
-        labels={TEST_RUN_LABEL: builder.run_id},
-        rm=True,
-        forcerm=True,
-    )
+    ref = arm64_image(client, builder, "ag-e2e-arm64", made / "ctx")
     fleet.image = ref
     device = f"devices/{fleet.device}.yaml"
     fleet.commit(greeting="arm", sign_with=key, extra={device: "stacks: [app]\narch: arm64\n"})
