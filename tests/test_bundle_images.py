@@ -26,6 +26,7 @@ from support.airgap import (
     member_names,
     rewrite,
 )
+from support.cliproc import fleetgate
 from support.engine import ImageBuilder
 
 from reconciler.cli.bundle_images import wanted_images
@@ -200,7 +201,7 @@ class TestImport:
         self, tmp_path: Path, docker_client: docker.DockerClient, image_builder: ImageBuilder
     ) -> None:
         """An arm64 bundle on this amd64 engine: refused, nothing loaded or recorded."""
-        ref = arm64_image(docker_client, image_builder, "ag-arm64", tmp_path / "ctx")
+        ref = arm64_image(image_builder, "ag-arm64")
         made = Made(tmp_path, docker_client, [ref])
         made.origin.commit(fleet_files("press-01", [ref], "t", arch="arm64"), "arm64")
         bundle = made.bundle("arm.fgb")
@@ -243,3 +244,19 @@ class TestImport:
             import_bundle(bundle, tmp_path / "c", two.allowed, NOW, loader=DockerEngine(),
                           device="press-02")  # fmt: skip
         assert MANIFEST in member_names(bundle)
+
+
+class TestSelectorOption:
+    def test_bad_selector_is_one_usage_line_and_writes_nothing(self, tmp_path: Path) -> None:
+        """``bundle create --images --selector site`` (no ``=``): exit 2, one line saying
+        how to write it (the same parser and words as ``fleet status``), and no file."""
+        origin = image_fleet(tmp_path / "origin", "press-01", ["busybox:x"], "t")
+        out = tmp_path / "site.fgb"
+        args = ["--repo", str(origin.path), "--ref", "main", "--out", str(out), "--images"]
+        args += ["--selector", "site"]
+        proc = fleetgate("bundle", "create", *args)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines() == [
+            "fleetgate: --selector 'site': write LABEL=VALUE, e.g. site=plant-a"
+        ]
+        assert not out.exists()

@@ -77,7 +77,7 @@ class TestFromRegistry:
     ) -> None:
         """Each device gets the platform of its arch; only the engine's own one loads."""
         amd64 = layered(docker_client, image_builder, "ag-reg")
-        arm64 = arm64_image(docker_client, image_builder, "ag-reg-arm64", tmp_path / "ctx")
+        arm64 = arm64_image(image_builder, "ag-reg-arm64")
         ref = multi_arch(registry, amd64, arm64, f"fleetgate-test/multi-{test_run_id}")
         key, allowed = keypair(tmp_path / "keys")
         compose = {"services": {"app": {"image": ref, "command": ["sleep", "1"]}}}

@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import yaml
 
-from support.engine import TEST_RUN_LABEL
+from support.engine import ImageBuilder
 from support.gitserver import Origin
 
 
@@ -66,31 +66,18 @@ def image_fleet(
     return origin
 
 
-def layered(client: docker.DockerClient, builder: object, name: str) -> str:
+def layered(client: docker.DockerClient, builder: ImageBuilder, name: str) -> str:
     """A test image with one layer of its own on the busybox base (a fresh tag)."""
-    build: Callable[..., str] = builder.build  # type: ignore[attr-defined]
     token = secrets.token_hex(4)
     # COPY, not RUN: building needs no container (nor the engine's bridge network).
-    return build(f"{name}-{token}", "FROM {base}\nCOPY id /id\n", {"id": token.encode()})
+    return builder.build(f"{name}-{token}", "FROM {base}\nCOPY id /id\n", {"id": token.encode()})
 
 
-def arm64_image(client: docker.DockerClient, builder: object, name: str, folder: Path) -> str:
-    """An arm64 image (one file, no base) tagged ``builder.tag(name)``, built in ``folder``.
-
-    It carries the run label, and the build leaves no intermediate container (rm)."""
-    ref: str = builder.tag(name)  # type: ignore[attr-defined]
-    folder.mkdir()
-    (folder / "f").write_text("arm\n")
-    (folder / "Dockerfile").write_text('FROM scratch\nCOPY f /f\nCMD ["/f"]\n')
-    client.images.build(
-        path=str(folder),
-        tag=ref,
-        platform="linux/arm64",
-        labels={TEST_RUN_LABEL: builder.run_id},  # type: ignore[attr-defined]
-        rm=True,
-        forcerm=True,
-    )
-    return ref
+def arm64_image(builder: ImageBuilder, name: str) -> str:
+    """An arm64 image (one file, no base) tagged ``builder.tag(name)``; labelled like
+    every test image, and its build leaves no intermediate container."""
+    dockerfile = 'FROM scratch\nCOPY f /f\nCMD ["/f"]\n'
+    return builder.build(name, dockerfile, {"f": b"arm\n"}, platform="linux/arm64")
 
 
 def remove_image(client: docker.DockerClient, ref: str) -> None:

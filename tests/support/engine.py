@@ -78,10 +78,14 @@ def build_image(
     dockerfile: str,
     files: Mapping[str, bytes] | None = None,
     run_id: str = RUN_ID,
+    *,
+    platform: str | None = None,
 ) -> str:
     """Build ``dockerfile`` with the static busybox (as ``busybox``) and ``files`` in context.
 
-    The image carries the test-run label. Returns the image id. Raises
+    The image carries the test-run label; ``platform`` (e.g. ``linux/arm64``) builds for
+    another architecture (a ``FROM scratch`` image needs no emulation). Returns the image
+    id. Raises
     ``AssertionError`` with the build log tail when the build fails.
     """
     buf = io.BytesIO()
@@ -102,6 +106,7 @@ def build_image(
             labels={TEST_RUN_LABEL: run_id},
             rm=True,
             forcerm=True,
+            platform=platform,
         )
     except docker.errors.BuildError as e:
         tail = "".join(str(chunk.get("stream", chunk)) for chunk in list(e.build_log)[-5:])
@@ -121,10 +126,17 @@ class ImageBuilder:
         """The tag ``build(name, ...)`` gives: ``fleetgate-test/<name>:<run>``."""
         return f"{IMAGE_REPO_PREFIX}{name}:{self.run_id}"
 
-    def build(self, name: str, dockerfile: str, files: Mapping[str, bytes] | None = None) -> str:
+    def build(
+        self,
+        name: str,
+        dockerfile: str,
+        files: Mapping[str, bytes] | None = None,
+        platform: str | None = None,
+    ) -> str:
         """Build and return the tag; ``{base}`` in ``dockerfile`` is the busybox image."""
         tag = self.tag(name)
-        build_image(self.client, tag, dockerfile.replace("{base}", self.base), files, self.run_id)
+        text = dockerfile.replace("{base}", self.base)
+        build_image(self.client, tag, text, files, self.run_id, platform=platform)
         return tag
 
 
